@@ -1,0 +1,115 @@
+"""The model catalog: known models, where each loads from, and its tokenizer quirks.
+
+Stdlib only (no torch): the CLI and the UI list models without loading anything.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gptterm import paths
+
+DEFAULT_MODEL = "shakespeare-mini"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One loadable model.
+
+    `source` is a hub id, or a directory when `local` is True. `special_tokens`
+    fixes tokenizers that ship without them (KoGPT2); `strip_cjk_spaces` removes
+    the spaces a BERT-style decode puts between CJK characters.
+    """
+
+    name: str
+    source: str
+    language: str = "en"
+    description: str = ""
+    local: bool = False
+    special_tokens: dict[str, str] = field(default_factory=dict)
+    strip_cjk_spaces: bool = False
+
+    @property
+    def where(self) -> str:
+        return self.source if self.local else f"hub:{self.source}"
+
+    def available_offline(self) -> bool:
+        """Whether loading needs no network right now."""
+        if self.local:
+            return (Path(self.source) / "config.json").is_file()
+        return hub_cached(self.source)
+
+
+_KOGPT2_SPECIALS = {
+    "bos_token": "</s>", "eos_token": "</s>", "unk_token": "<unk>",
+    "pad_token": "<pad>", "mask_token": "<mask>",
+}
+
+HUB_MODELS = (
+    ModelSpec("gpt2", "gpt2", "en", "OpenAI GPT-2 small, 124M"),
+    ModelSpec("distilgpt2", "distilgpt2", "en", "Distilled GPT-2, 82M"),
+    ModelSpec("gpt2-medium", "gpt2-medium", "en", "OpenAI GPT-2 medium, 355M"),
+    ModelSpec("kogpt2", "skt/kogpt2-base-v2", "ko", "SKT KoGPT2 base v2, Korean",
+              special_tokens=_KOGPT2_SPECIALS),
+    ModelSpec("gpt2-chinese-poem", "uer/gpt2-chinese-poem", "zh",
+              "GPT-2 finetuned on classical Chinese poems", strip_cjk_spaces=True),
+    ModelSpec("deep-haiku", "fabianmmueller/deep-haiku-gpt-2", "en",
+              "GPT-2 finetuned on haiku"),
+)
+
+# Trained by this project (scripts/), shipped inside the package: name -> (language, text).
+SHIPPED = {
+    "shakespeare-mini": ("en", "Tiny GPT-2 trained from scratch on Shakespeare (default)"),
+    "sonnets-mini": ("en", "shakespeare-mini finetuned on sonnets and Milton"),
+    "ko-mini": ("ko", "Tiny Korean GPT-2 with a KoGPT2-style tokenizer"),
+    "tang-mini": ("zh", "Tiny GPT-2 finetuned on Tang and Song poems"),
+}
+
+
+def shipped_models() -> list[ModelSpec]:
+    """Shipped models that are present in this install."""
+    root = paths.shipped_models_dir()
+    return [
+        ModelSpec(name, str(root / name), lang, text, local=True)
+        for name, (lang, text) in SHIPPED.items()
+        if (root / name / "config.json").is_file()
+    ]
+
+
+def all_models() -> list[ModelSpec]:
+    return shipped_models() + list(HUB_MODELS)
+
+
+def resolve(name: str) -> ModelSpec:
+    """A catalog name, a hub id (`skt/kogpt2-base-v2`), or a directory -> ModelSpec."""
+    for spec in all_models():
+        if name in (spec.name, spec.source):
+            return spec
+    if name in SHIPPED:  # known but not built into this install
+        return ModelSpec(name, str(paths.shipped_models_dir() / name), SHIPPED[name][0],
+                         local=True)
+    looks_like_path = (
+        os.path.isabs(name) or name.startswith((".", "~")) or os.path.exists(name)
+        or name.count("/") > 1 or os.sep != "/" and os.sep in name
+    )
+    if looks_like_path:
+        path = Path(name).expanduser().resolve()
+        return ModelSpec(path.name or name, str(path), "?", "local checkpoint", local=True)
+    return ModelSpec(name, name, "?", "hub model")
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache, as huggingface_hub computes it (no import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    hf_home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface")
+    return Path(hf_home) / "hub"
+
+
+def hub_cached(repo_id: str) -> bool:
+    """Whether a hub repo's config.json is in the local cache."""
+    folder = hub_cache_dir() / ("models--" + repo_id.replace("/", "--")) / "snapshots"
+    return any(folder.glob("*/config.json")) if folder.is_dir() else False

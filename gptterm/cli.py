@@ -1,0 +1,43 @@
+"""The `gptterm` command line: subcommands, each in its own `gptterm.commands` module.
+
+A command module provides `register(subparsers)`, which adds its parser and sets
+`func` (args -> exit code). Modules import torch and friends only inside `func`,
+so `gptterm --help` and the TUI start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Module names under gptterm.commands, in the order `--help` lists them.
+COMMANDS = ["tui", "models"]
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gptterm", description="Write with GPT-2-family language models in the terminal."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"gptterm.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # plain `gptterm` opens the TUI
+        args = parser.parse_args(["tui", *(argv or [])])
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"gptterm: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

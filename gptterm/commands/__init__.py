@@ -1,0 +1,1 @@
+"""Subcommands of the `gptterm` CLI; each module has `register(subparsers)`."""

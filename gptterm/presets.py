@@ -1,0 +1,252 @@
+"""Sampler presets: the `Preset` dataclass, validation, and loading from TOML files.
+
+A preset file holds only what differs from the neutral defaults below, plus a
+`description`. Bundled presets live in `presets/`; a user file of the same name
+in the config dir's `presets/` wins. Loading never raises for a bad file: it
+returns the presets that loaded and one line per failure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+METHODS = ("greedy", "sample", "beam", "contrastive")
+
+# Filter steps in the order transformers applies them in `generate`.
+DEFAULT_ORDER = (
+    "repetition_penalty",
+    "no_repeat_ngram",
+    "min_new_tokens",
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "typical_p",
+)
+
+
+class PresetError(ValueError):
+    """A preset value or file is invalid; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Every knob of generation. Defaults are neutral: each step is a no-op."""
+
+    name: str = "custom"
+    description: str = ""
+    method: str = "greedy"
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    typical_p: float = 1.0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    num_beams: int = 1
+    length_penalty: float = 1.0
+    early_stopping: bool = False
+    penalty_alpha: float = 0.0
+    max_new_tokens: int = 80
+    min_new_tokens: int = 0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    order: tuple[str, ...] = DEFAULT_ORDER
+    source: str = field(default="", compare=False)
+
+    def values(self) -> dict[str, Any]:
+        """The resolved values as plain JSON-able data (what a stored turn records)."""
+        data = dataclasses.asdict(self)
+        data.pop("source")
+        data["stop"] = list(self.stop)
+        data["order"] = list(self.order)
+        return data
+
+    def replace(self, **changes: Any) -> "Preset":
+        """A copy with `changes` applied and validated."""
+        return from_mapping({**self.values(), **changes}, where=self.source or self.name)
+
+    def summary(self) -> str:
+        """One line naming what this preset changes."""
+        neutral = Preset()
+        parts = [self.method]
+        for f in fields(self):
+            if f.name in ("name", "description", "method", "source", "order"):
+                continue
+            value = getattr(self, f.name)
+            if value != getattr(neutral, f.name):
+                parts.append(f"{f.name}={value}")
+        return " ".join(parts)
+
+
+_KNOWN = {f.name: f for f in fields(Preset) if f.name != "source"}
+_INT = {"top_k", "no_repeat_ngram_size", "num_beams", "max_new_tokens", "min_new_tokens"}
+_FLOAT = {
+    "temperature", "top_p", "typical_p", "min_p", "repetition_penalty",
+    "length_penalty", "penalty_alpha",
+}
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    """Check the type of one field and convert it; raise PresetError with a one-liner."""
+
+    def bad(expected: str) -> PresetError:
+        return PresetError(f"{where}: {key} = {value!r}: expected {expected}")
+
+    if key in _INT:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        return value
+    if key in _FLOAT:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        return float(value)
+    if key == "early_stopping":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if key == "seed":
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise bad("a non-negative integer")
+        return value
+    if key in ("stop", "order"):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise bad("a list of strings")
+        return tuple(value)
+    if not isinstance(value, str):
+        raise bad("a string")
+    return value
+
+
+def _check_ranges(p: Preset, where: str) -> None:
+    """Raise PresetError for the first out-of-range value."""
+    checks = [
+        (p.method in METHODS, "method", p.method, " | ".join(METHODS)),
+        (p.temperature > 0 or p.method != "sample", "temperature", p.temperature,
+         "> 0 when sampling"),
+        (p.temperature >= 0, "temperature", p.temperature, ">= 0"),
+        (p.top_k >= 0, "top_k", p.top_k, ">= 0 (0 turns it off)"),
+        (0 < p.top_p <= 1, "top_p", p.top_p, "in (0, 1]"),
+        (0 < p.typical_p <= 1, "typical_p", p.typical_p, "in (0, 1]"),
+        (0 <= p.min_p <= 1, "min_p", p.min_p, "in [0, 1]"),
+        (p.repetition_penalty > 0, "repetition_penalty", p.repetition_penalty, "> 0"),
+        (p.no_repeat_ngram_size >= 0, "no_repeat_ngram_size", p.no_repeat_ngram_size, ">= 0"),
+        (p.num_beams >= 1, "num_beams", p.num_beams, ">= 1"),
+        (p.penalty_alpha >= 0 and p.penalty_alpha <= 1, "penalty_alpha", p.penalty_alpha,
+         "in [0, 1]"),
+        (p.method != "contrastive" or (p.penalty_alpha > 0 and p.top_k > 1), "penalty_alpha",
+         p.penalty_alpha, "> 0 with top_k > 1 for contrastive search"),
+        (p.max_new_tokens >= 1, "max_new_tokens", p.max_new_tokens, ">= 1"),
+        (p.min_new_tokens >= 0, "min_new_tokens", p.min_new_tokens, ">= 0"),
+    ]
+    for ok, key, value, expected in checks:
+        if not ok:
+            raise PresetError(f"{where}: {key} = {value!r}: expected {expected}")
+    for step in p.order:
+        if step not in DEFAULT_ORDER:
+            raise PresetError(
+                f"{where}: order has {step!r}: expected steps from {', '.join(DEFAULT_ORDER)}"
+            )
+    if any(s == "" for s in p.stop):
+        raise PresetError(f"{where}: stop has an empty string: expected non-empty strings")
+
+
+def from_mapping(data: Mapping[str, Any], *, name: str | None = None, where: str = "preset",
+                 source: str = "") -> Preset:
+    """Build and validate a Preset from a mapping of field values.
+
+    Raises:
+        PresetError: an unknown key, a wrong type or an out-of-range value.
+    """
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in _KNOWN:
+            raise PresetError(
+                f"{where}: unknown key {key!r}: expected one of {', '.join(sorted(_KNOWN))}"
+            )
+        values[key] = _coerce(key, value, where)
+    if name is not None:
+        values["name"] = name
+    preset = Preset(**values, source=source)
+    _check_ranges(preset, where)
+    return preset
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Parse a CLI `key=value` using TOML value syntax, falling back to a bare string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise PresetError(f"--set {text!r}: expected key=value")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key, value
+
+
+def apply_assignments(preset: Preset, assignments: Iterable[str]) -> Preset:
+    """Apply `--set key=value` overrides, validated like a preset file."""
+    changes = dict(parse_assignment(a) for a in assignments)
+    if not changes:
+        return preset
+    for key in changes:
+        if key not in _KNOWN or key in ("name", "source"):
+            raise PresetError(
+                f"--set: unknown key {key!r}: expected one of "
+                f"{', '.join(k for k in sorted(_KNOWN) if k != 'name')}"
+            )
+    return from_mapping({**preset.values(), **changes}, where="--set")
+
+
+def load_file(path: Path) -> Preset:
+    """Load one preset file; its name is the file stem."""
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PresetError(f"{where}: cannot read: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PresetError(f"{where}: not valid TOML: {exc}") from None
+    if "name" in data:
+        raise PresetError(f"{where}: unknown key 'name': the file name is the preset name")
+    return from_mapping(data, name=path.stem, where=where, source=where)
+
+
+def load_all(dirs: Iterable[Path]) -> tuple[dict[str, Preset], list[str]]:
+    """Load every `*.toml` in `dirs`; later dirs override earlier ones by name.
+
+    Returns:
+        (presets by name, one error line per file that failed).
+    """
+    loaded: dict[str, Preset] = {}
+    failed: list[str] = []
+    for directory in dirs:
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.glob("*.toml")):
+            try:
+                loaded[path.stem] = load_file(path)
+            except PresetError as exc:
+                failed.append(str(exc))
+    return loaded, failed
+
+
+def load_presets() -> tuple[dict[str, Preset], list[str]]:
+    """Bundled presets, then the user's (which win by name)."""
+    from gptterm import paths
+
+    return load_all([paths.bundled_presets_dir(), paths.user_presets_dir()])
+
+
+DEFAULT_PRESET = "creative"

@@ -1,0 +1,29 @@
+"""Shared fixtures: an isolated data/config dir for every test, and a tiny model."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+# Never touch the network, never wait on hub retries.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path, monkeypatch):
+    """Point the data and config dirs at temporary folders."""
+    monkeypatch.setenv("GPTTERM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GPTTERM_CONFIG_DIR", str(tmp_path / "config"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random GPT-2 with a byte-level BPE tokenizer (built once per run)."""
+    from tiny import build_model
+
+    return build_model(tmp_path_factory.mktemp("tiny") / "tiny-gpt2")
