@@ -1,0 +1,122 @@
+"""Themes from TOML files: bundled `themes/*.toml` and the user's config dir.
+
+A theme file holds the fields of `textual.theme.Theme` (its name is the file
+stem unless it sets `name`) plus an optional `[variables]` table. A broken file
+is reported as one line and skipped; the others still load.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Iterable
+
+from textual.color import Color, ColorParseError
+from textual.theme import Theme
+
+from gptterm import paths
+
+DEFAULT_THEME = "gptterm-dark"
+_COLORS = (
+    "primary", "secondary", "warning", "error", "success", "accent",
+    "foreground", "background", "surface", "panel", "boost",
+)
+_NUMBERS = ("luminosity_spread", "text_alpha")
+
+
+class ThemeError(ValueError):
+    """A theme file is invalid; the message is one line for the user."""
+
+
+def _check_color(where: str, key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ThemeError(f"{where}: {key} = {value!r}: expected a colour string like \"#1e90ff\"")
+    try:
+        Color.parse(value)
+    except ColorParseError:
+        raise ThemeError(
+            f"{where}: {key} = {value!r}: expected a colour like \"#1e90ff\" or \"red\""
+        ) from None
+    return value
+
+
+def theme_from_mapping(data: dict[str, Any], *, name: str, where: str) -> Theme:
+    """Validate one theme's fields and build a Textual `Theme`.
+
+    Raises:
+        ThemeError: an unknown key, a missing primary colour or a bad value.
+    """
+    kwargs: dict[str, Any] = {"name": name}
+    for key, value in data.items():
+        if key == "name":
+            if not isinstance(value, str) or not value.strip():
+                raise ThemeError(f"{where}: name = {value!r}: expected a non-empty string")
+            kwargs["name"] = value.strip()
+        elif key in _COLORS:
+            kwargs[key] = _check_color(where, key, value)
+        elif key == "dark":
+            if not isinstance(value, bool):
+                raise ThemeError(f"{where}: dark = {value!r}: expected true or false")
+            kwargs[key] = value
+        elif key in _NUMBERS:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ThemeError(f"{where}: {key} = {value!r}: expected a number")
+            kwargs[key] = float(value)
+        elif key == "variables":
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
+                raise ThemeError(f"{where}: variables: expected a table of name = \"value\"")
+            kwargs[key] = dict(value)
+        else:
+            raise ThemeError(
+                f"{where}: unknown key {key!r}: expected one of "
+                f"{', '.join(['name', 'dark', *_COLORS, *_NUMBERS, 'variables'])}"
+            )
+    if "primary" not in kwargs:
+        raise ThemeError(f"{where}: primary is missing: expected a colour like \"#1e90ff\"")
+    theme = Theme(**kwargs)
+    try:  # derives every shade: catches colours Textual cannot combine
+        theme.to_color_system().generate()
+    except Exception as exc:  # noqa: BLE001 - any failure here is bad data
+        raise ThemeError(f"{where}: cannot build the colour system: {exc}") from None
+    return theme
+
+
+def load_theme_file(path: Path) -> Theme:
+    """Load one theme file.
+
+    Raises:
+        ThemeError: unreadable, not TOML, or invalid fields.
+    """
+    where = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ThemeError(f"{where}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ThemeError(f"{where}: not valid TOML: {exc}") from None
+    return theme_from_mapping(data, name=path.stem, where=where)
+
+
+def load_themes(dirs: Iterable[Path] | None = None) -> tuple[dict[str, Theme], list[str]]:
+    """Load every `*.toml` theme; later dirs win by name.
+
+    Returns:
+        (themes by name, one error line per file that failed).
+    """
+    if dirs is None:
+        dirs = [paths.bundled_themes_dir(), paths.user_themes_dir()]
+    themes: dict[str, Theme] = {}
+    failed: list[str] = []
+    for directory in dirs:
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.glob("*.toml")):
+            try:
+                theme = load_theme_file(path)
+            except ThemeError as exc:
+                failed.append(str(exc))
+            else:
+                themes[theme.name] = theme
+    return themes, failed
