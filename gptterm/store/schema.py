@@ -1,0 +1,116 @@
+"""The sessions database schema: every version's migration, applied in order.
+
+`PRAGMA user_version` holds the schema version. `MIGRATIONS[n]` takes a database
+from version n to n + 1; version 0 is an empty file. Old steps are never edited:
+a database written by any earlier gptterm migrates forward through them, and the
+tests build each older version from `MIGRATIONS[:v]` to check that.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+# Version 1: sessions and their turns. JSON columns hold lists/dicts as text.
+_V1 = """
+CREATE TABLE sessions (
+    id      TEXT PRIMARY KEY,
+    title   TEXT NOT NULL DEFAULT '',
+    name    TEXT,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE turns (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    idx        INTEGER NOT NULL,
+    role       TEXT NOT NULL,
+    text       TEXT NOT NULL DEFAULT '',
+    model      TEXT,
+    preset     TEXT,
+    seed       INTEGER,
+    token_ids  TEXT NOT NULL DEFAULT '[]',
+    chunks     TEXT NOT NULL DEFAULT '[]',
+    status     TEXT NOT NULL DEFAULT 'complete',
+    stats      TEXT NOT NULL DEFAULT '{}',
+    created    REAL NOT NULL
+);
+CREATE INDEX turns_by_session ON turns(session_id, idx);
+"""
+
+# Version 2: full-text search over turn text, kept in step by triggers
+# (an external-content FTS5 table: the text is stored once, in `turns`).
+_V2 = """
+CREATE VIRTUAL TABLE turns_fts USING fts5(
+    text, content='turns', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER turns_fts_insert AFTER INSERT ON turns BEGIN
+    INSERT INTO turns_fts(rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER turns_fts_delete AFTER DELETE ON turns BEGIN
+    INSERT INTO turns_fts(turns_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+CREATE TRIGGER turns_fts_update AFTER UPDATE OF text ON turns BEGIN
+    INSERT INTO turns_fts(turns_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    INSERT INTO turns_fts(rowid, text) VALUES (new.id, new.text);
+END;
+INSERT INTO turns_fts(turns_fts) VALUES ('rebuild');
+"""
+
+# Version 3: a session name (`--session NAME`) names one session only, and a
+# session's turn positions are unique (two writers cannot both take the same slot).
+# Older files may hold duplicates: later copies of a name are cleared and turn
+# positions renumbered first, so the unique indexes can be built.
+_V3 = """
+UPDATE sessions SET name = NULL WHERE name IS NOT NULL AND rowid NOT IN (
+    SELECT min(rowid) FROM sessions WHERE name IS NOT NULL GROUP BY name
+);
+CREATE TEMP TABLE renumbered AS SELECT id, row_number() OVER (
+    PARTITION BY session_id ORDER BY idx, id) - 1 AS n FROM turns;
+UPDATE turns SET idx = (SELECT n FROM renumbered WHERE renumbered.id = turns.id);
+DROP TABLE renumbered;
+DROP INDEX turns_by_session;
+CREATE UNIQUE INDEX turns_by_session ON turns(session_id, idx);
+CREATE UNIQUE INDEX sessions_by_name ON sessions(name) WHERE name IS NOT NULL;
+CREATE INDEX sessions_by_updated ON sessions(updated);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def version(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def apply(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Bring `conn` (autocommit mode) up to `target`; returns the version it started at.
+
+    Runs in one IMMEDIATE transaction, so two processes opening a fresh file at
+    once migrate it exactly once (the second sees the new version and does nothing).
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        start = version(conn)
+        for step in range(start, target):
+            for statement in _statements(MIGRATIONS[step]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {step + 1}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return start
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (triggers hold `;` inside BEGIN ... END)."""
+    out: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            out.append(current.strip())
+            current = ""
+    if current.strip():
+        out.append(current.strip())
+    return out
