@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Module names under gptterm.commands, in the order `--help` lists them.
-COMMANDS = ["tui", "models"]
+COMMANDS = ["tui", "generate", "models"]
 
 
 class UsageError(Exception):

@@ -1,0 +1,75 @@
+"""A synchronous front for the Engine, for the CLI and scripts (not for the UI).
+
+`EngineClient.generate` blocks the calling thread while events arrive; Ctrl+C there
+sends Cancel, and the call returns once the engine reports the generation done.
+"""
+
+from __future__ import annotations
+
+import queue
+import uuid
+from typing import Callable
+
+from gptterm.engine.engine import Engine
+from gptterm.protocol import (
+    Cancel, Done, Event, Failed, Generate, ModelFailed, ModelLoaded, ModelLoading, LoadModel,
+)
+
+
+class ModelLoadError(Exception):
+    """LoadModel failed; the message is the engine's one line."""
+
+
+class EngineClient:
+    """Runs an Engine and waits on its events."""
+
+    def __init__(self, device: str = "auto"):
+        self._events: queue.Queue[Event] = queue.Queue()
+        self.engine = Engine(self._events.put, device=device).start()
+        self.loaded: ModelLoaded | None = None
+
+    def __enter__(self) -> "EngineClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def load(self, name: str, device: str = "auto",
+             on_progress: Callable[[ModelLoading], None] | None = None) -> ModelLoaded:
+        """Load a model; raise ModelLoadError with the engine's message on failure."""
+        self.engine.submit(LoadModel(name, device))
+        while True:
+            event = self._events.get()
+            if isinstance(event, ModelLoading) and on_progress:
+                on_progress(event)
+            elif isinstance(event, ModelLoaded):
+                self.loaded = event
+                return event
+            elif isinstance(event, ModelFailed):
+                raise ModelLoadError(event.error)
+
+    def generate(self, command: Generate,
+                 on_event: Callable[[Event], None] = lambda e: None) -> Done | Failed:
+        """Run one Generate to its end, passing every event to `on_event`.
+
+        Ctrl+C cancels the generation; the Done (reason "cancelled") is still returned.
+        """
+        self.engine.submit(command)
+        while True:
+            try:
+                event = self._events.get(timeout=0.1)
+                if getattr(event, "request_id", command.request_id) != command.request_id:
+                    continue
+                on_event(event)
+                if isinstance(event, (Done, Failed)):
+                    return event
+            except queue.Empty:
+                continue
+            except KeyboardInterrupt:
+                self.engine.submit(Cancel(command.request_id))
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:12]

@@ -1,0 +1,140 @@
+"""The Engine: one long-lived worker thread with an inbox, a cancel flag, and events out.
+
+The thread owns the model, the tokenizer and every KV cache; nothing else touches
+them. Commands go in through `submit` (any thread); events come out through the
+`emit` callback, called on the worker thread (the UI wraps it in `post_message`).
+torch and transformers are imported on the worker thread only.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+from typing import Any, Callable
+
+from gptterm import catalog
+from gptterm.protocol import (
+    Cancel, Command, Done, DropSession, Event, Failed, Generate, LoadModel, ModelFailed,
+    ModelLoaded, ModelLoading, Shutdown,
+)
+
+DEFAULT_CACHE_BUDGET = 1 << 30  # bytes of KV cache kept across sessions
+
+
+class Engine:
+    """Owns the model on a worker thread; see the module docstring.
+
+    Args:
+        emit: called with each Event, on the worker thread.
+        device: auto | cpu | cuda, used when a LoadModel does not say.
+        cache_budget: bytes of KV cache kept across sessions.
+    """
+
+    def __init__(self, emit: Callable[[Event], None], device: str = "auto",
+                 cache_budget: int = DEFAULT_CACHE_BUDGET):
+        self._emit = emit
+        self._device = device
+        self._cache_budget = cache_budget
+        self._inbox: queue.Queue[Command] = queue.Queue()
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+        self._active: str | None = None  # request id being generated
+        self._cancelled: set[str] = set()  # cancelled before they started
+        self._thread = threading.Thread(target=self._run, name="gptterm-engine", daemon=True)
+        self._lm: Any = None  # LoadedModel
+        self._caches: Any = None  # SessionCaches
+
+    # ------------------------------------------------------------ any thread
+
+    def start(self) -> "Engine":
+        self._thread.start()
+        return self
+
+    def submit(self, command: Command) -> None:
+        """Queue a command. Cancel takes effect at once, not in queue order."""
+        with self._lock:
+            if isinstance(command, Cancel):
+                if command.request_id == self._active:
+                    self._cancel.set()
+                else:
+                    self._cancelled.add(command.request_id)
+                return
+            if isinstance(command, (LoadModel, Shutdown)) and self._active is not None:
+                self._cancel.set()  # a new model or shutdown stops the generation first
+        self._inbox.put(command)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the worker (cancelling any generation) and wait for it."""
+        if self._thread.is_alive():
+            self.submit(Shutdown())
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # ------------------------------------------------------------ worker thread
+
+    def _run(self) -> None:
+        while True:
+            command = self._inbox.get()
+            if isinstance(command, Shutdown):
+                return
+            try:
+                if isinstance(command, LoadModel):
+                    self._load(command)
+                elif isinstance(command, Generate):
+                    self._generate(command)
+                elif isinstance(command, DropSession) and self._caches is not None:
+                    self._caches.drop(command.session_id)
+            except Exception as exc:  # the worker must survive anything one command does
+                line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                if isinstance(command, Generate):
+                    self._emit(Failed(command.request_id, line))
+                elif isinstance(command, LoadModel):
+                    self._emit(ModelFailed(command.name, line))
+
+    def _load(self, command: LoadModel) -> None:
+        from gptterm.engine.cache import SessionCaches
+        from gptterm.engine.loading import LoadError, load
+
+        spec = catalog.resolve(command.name)
+        device = command.device if command.device != "auto" else self._device
+
+        def progress(fraction: float, message: str) -> None:
+            self._emit(ModelLoading(command.name, fraction, message))
+
+        try:
+            lm = load(spec, device, progress)
+        except LoadError as exc:
+            self._emit(ModelFailed(command.name, str(exc)))
+            return
+        # Only now drop the old model: a failed load keeps it in use.
+        self._lm = lm
+        self._caches = SessionCaches(self._cache_budget)
+        self._emit(ModelLoaded(command.name, lm.device, lm.n_ctx))
+
+    def _generate(self, command: Generate) -> None:
+        with self._lock:
+            if command.request_id in self._cancelled:
+                self._cancelled.discard(command.request_id)
+                self._emit(Done(command.request_id, "cancelled", 0, 0.0, 0.0))
+                return
+            self._active = command.request_id
+            self._cancel.clear()
+        try:
+            if self._lm is None:
+                self._emit(Failed(command.request_id, "no model is loaded yet"))
+                return
+            from gptterm.engine.generation import run_generation
+
+            seed = command.seed if command.seed is not None else command.preset.seed
+            if seed is None:
+                seed = random.randrange(2**31)
+            run_generation(self._lm, self._caches, command, seed, self._cancel, self._emit)
+        finally:
+            with self._lock:
+                self._active = None
+                self._cancel.clear()
+

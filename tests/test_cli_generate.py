@@ -1,0 +1,74 @@
+"""`gptterm generate` as a user runs it: streaming, JSON events, stats, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gptterm.cli import main
+
+
+def gptterm(*args, input=None, env_extra=None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "", **(env_extra or {})}
+    env.pop("HF_HUB_OFFLINE")  # the loader must be fast without it too
+    return subprocess.run([sys.executable, "-m", "gptterm", *args], capture_output=True,
+                          text=True, input=input, env=env, timeout=120)
+
+
+def test_json_events_follow_the_contract(tiny_model_dir, capsys):
+    code = main(["generate", "To be", "--model", str(tiny_model_dir), "--json",
+                 "--max-new-tokens", "6", "--preset", "greedy", "--seed", "1"])
+    assert code == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[0]["event"] == "started"
+    assert set(lines[0]) == {"event", "prompt_tokens", "reused_tokens"}
+    texts = [line for line in lines if line["event"] == "text"]
+    assert texts and all(set(t) == {"event", "text", "token_ids"} for t in texts)
+    done = lines[-1]
+    assert done["event"] == "done" and done["reason"] in ("eos", "length")
+    assert set(done) == {"event", "reason", "n_tokens", "seconds", "ttft"}
+    assert done["n_tokens"] == sum(len(t["token_ids"]) for t in texts)
+
+
+def test_plain_stream_and_stats_line(tiny_model_dir):
+    result = gptterm("generate", "-", "--model", str(tiny_model_dir), "--stats",
+                     "--max-new-tokens", "5", "--preset", "greedy", input="Once upon a time")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    stats = result.stderr.strip().splitlines()[-1]
+    fields = dict(part.split("=") for part in stats.split())
+    assert set(fields) == {"tokens", "ttft_ms", "tok_per_s", "reused"}
+    assert int(fields["tokens"]) <= 5 and float(fields["ttft_ms"]) > 0
+
+
+def test_offline_hub_id_fails_fast_with_one_line():
+    start = time.perf_counter()
+    result = gptterm("generate", "hi", "--model", "skt/kogpt2-base-v2")
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 2
+    assert elapsed < 2.0 + 1.5  # python start-up included; the loader itself never waits
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "gptterm download" in lines[0]
+
+
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_bad_model_path_one_line_exit_2(tmp_path, make, capsys):
+    path = tmp_path / "ckpt"
+    if make == "empty":
+        path.mkdir()
+    assert main(["generate", "hi", "--model", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert ("does not exist" if make == "missing" else "no config.json") in err[0]
+
+
+def test_bad_set_value_is_one_line(tiny_model_dir, capsys):
+    assert main(["generate", "hi", "--model", str(tiny_model_dir), "--preset", "greedy",
+                 "--set", "top_p=1.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "top_p" in err and "(0, 1]" in err and len(err.splitlines()) == 1
