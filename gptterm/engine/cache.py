@@ -28,20 +28,40 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 class CacheEntry:
     ids: list[int] = field(default_factory=list)
     past: Any = None  # transformers DynamicCache, batch 1
-    hidden: Any = None  # torch tensor [len(ids), d]
     offset: int = 0
     last_used: float = field(default_factory=time.monotonic)
+    # Hidden states arrive in chunks, one per forward; joined only when asked for, so the
+    # per-token loop does not copy the whole history each step.
+    _hidden_chunks: list = field(default_factory=list)
+
+    @property
+    def hidden(self) -> Any:
+        """torch tensor [len(ids), d]: the last-layer hidden state of each cached token."""
+        if not self._hidden_chunks:
+            return None
+        if len(self._hidden_chunks) > 1:
+            import torch
+
+            self._hidden_chunks = [torch.cat(self._hidden_chunks)]
+        return self._hidden_chunks[0]
+
+    @hidden.setter
+    def hidden(self, value: Any) -> None:
+        self._hidden_chunks = [] if value is None else [value]
+
+    def add_hidden(self, chunk: Any) -> None:
+        self._hidden_chunks.append(chunk)
 
     def crop(self, n: int) -> None:
         """Keep only the first `n` cached tokens."""
         if n <= 0 or self.past is None:
-            self.ids, self.past, self.hidden = [], None, None
+            self.ids, self.past, self._hidden_chunks = [], None, []
             return
         drop = len(self.ids) - n
         if drop > 0:
             self.past.crop(-drop)  # transformers 5 accepts only "tokens to remove" here
             self.ids = self.ids[:n]
-            self.hidden = self.hidden[:n]
+            self._hidden_chunks = [self.hidden[:n]]
 
     def nbytes(self) -> int:
         if self.past is None:
@@ -51,8 +71,8 @@ class CacheEntry:
             for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
                 if t is not None and hasattr(t, "element_size"):
                     total += t.element_size() * t.nelement()
-        if self.hidden is not None:
-            total += self.hidden.element_size() * self.hidden.nelement()
+        for chunk in self._hidden_chunks:
+            total += chunk.element_size() * chunk.nelement()
         return total
 
 

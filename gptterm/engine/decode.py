@@ -61,6 +61,5 @@ class Decoder:
         out = self.model(input_ids=input_ids, **{cache_kwarg(self.model): entry.past},
                          use_cache=True, output_hidden_states=True, logits_to_keep=1)
         entry.ids.extend(new_ids)
-        hidden = out.hidden_states[-1][0]
-        entry.hidden = hidden if entry.hidden is None else torch.cat([entry.hidden, hidden])
+        entry.add_hidden(out.hidden_states[-1][0])
         return out.logits[0, -1].float()
