@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="random seed (sampling presets)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", action="store_true", help="one JSON object per event per line")
+    p.add_argument("--session", metavar="NAME|ID",
+                   help="append the prompt and reply to this stored session (created if "
+                        "missing) and continue from its text")
     p.add_argument("--stats", action="store_true",
                    help="print tokens, ttft_ms, tok_per_s, reused on stderr at the end")
     p.set_defaults(func=run)
@@ -145,4 +148,6 @@ def run(args: argparse.Namespace) -> int:
 
 def session_hook(args: argparse.Namespace, prompt: str):
     """The stored-session recorder for `--session`, or None (set up by the store module)."""
-    return None
+    from gptterm.session_run import open_recorder
+
+    return open_recorder(args, prompt)
