@@ -29,7 +29,8 @@ def _python(code: str, *args: str, **kw) -> subprocess.Popen:
 # ---------------------------------------------------------------- corrupt files
 
 
-@pytest.mark.parametrize("content", [b"this is not a database at all\n" * 50, b"\x00" * 5000])
+@pytest.mark.parametrize("content", [b"this is not a database at all\n" * 50, b"\x00" * 5000],
+                         ids=["text", "zeros"])
 def test_garbage_file_is_moved_aside_and_a_fresh_db_made(tmp_path, content):
     db = tmp_path / "sessions.db"
     db.write_bytes(content)
@@ -167,6 +168,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_two_processes_writing_at_once_both_succeed(tmp_path):
     db = tmp_path / "sessions.db"
     store = Store(db)
@@ -212,6 +214,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_killed_writer_loses_at_most_a_second(tmp_path):
     db = tmp_path / "sessions.db"
     proc = _python(_STREAMER, str(db))
