@@ -1,0 +1,764 @@
+"""The gptterm Textual app: sessions, a streaming transcript, presets, models, themes.
+
+`make_app()` builds it; the CLI and the tests share it. The app talks to the
+engine only through `gptterm.protocol` objects: commands go in with
+`engine.submit`, events come back on the engine thread and are posted to the UI
+as `EngineEvent` messages (`post_message` is the one thread-safe call). The
+engine is built and started on a worker thread after the first frame, so the
+screen is interactive before any model (or torch) has loaded; this module never
+imports torch or transformers.
+
+Switching sessions while a reply streams: the reply keeps streaming into its
+own session (the store writes it there); switching back shows it live. Starting
+another generation, loading a model, deleting the session or quitting stops it,
+saved as cancelled.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Label
+
+from gptterm import catalog, config
+from gptterm.presets import DEFAULT_PRESET, Preset, load_presets
+from gptterm.protocol import (
+    Cancel, Command, Done, DropSession, Event, Failed, Generate, LoadModel, ModelFailed,
+    ModelLoaded, ModelLoading, Started, TextDelta,
+)
+from gptterm.ui.commands import PROVIDERS
+from gptterm.ui.messages import EngineEvent
+from gptterm.ui.screens.dialogs import AskScreen, ConfirmScreen, PickerScreen
+from gptterm.ui.screens.help import HelpScreen
+from gptterm.ui.screens.replay import ReplayScreen
+from gptterm.ui.themes import DEFAULT_THEME, load_themes
+from gptterm.ui.widgets.prompt import PromptArea
+from gptterm.ui.widgets.sessions import SessionList
+from gptterm.ui.widgets.status import StatusBar
+from gptterm.ui.widgets.transcript import Transcript, TurnView
+
+EngineFactory = Callable[[Callable[[Event], None]], Any]
+FRAME_S = 1 / 30  # streamed text reaches the screen at most 30 times a second
+STATUS_OF_REASON = {"eos": "complete", "length": "complete", "stop": "complete",
+                    "cancelled": "cancelled"}
+
+
+def default_engine_factory(emit: Callable[[Event], None]) -> Any:
+    """The real engine; imported here so `import gptterm.ui.app` stays light."""
+    from gptterm.engine.engine import Engine
+
+    return Engine(emit)
+
+
+def delete_turn(store: Any, turn_id: int) -> None:
+    """Remove one turn (regenerate replaces the last reply)."""
+    if hasattr(store, "delete_turn"):
+        store.delete_turn(turn_id)
+        return
+    # The store has no public delete_turn yet; its FTS triggers keep search in step.
+    with store._write() as conn:
+        conn.execute("DELETE FROM turns WHERE id = ?", (turn_id,))
+
+
+@dataclass(frozen=True)
+class KeyAction:
+    """A key binding that is also a palette command and a help-screen row."""
+
+    id: str  # binding id: the name used in config.toml [keys]
+    keys: str
+    action: str
+    label: str
+    help: str
+    show: bool = True
+    priority: bool = False
+
+
+# Default keys. Avoid ctrl+m, ctrl+i, ctrl+h (terminals send Enter, Tab, Backspace),
+# ctrl+b (tmux) and the keys the prompt's TextArea uses (ctrl+a/e/k/u/w/y/z, f6/f7).
+KEY_ACTIONS = (
+    KeyAction("help", "f1", "help", "Help", "show every key"),
+    KeyAction("new_session", "ctrl+n", "new_session", "New session", "start a new session"),
+    KeyAction("previous_session", "alt+up,ctrl+pageup", "previous_session", "Previous session",
+              "open the session above", show=False),
+    KeyAction("next_session", "alt+down,ctrl+pagedown", "next_session", "Next session",
+              "open the session below", show=False),
+    KeyAction("cycle_preset", "f2", "cycle_preset", "Preset", "cycle to the next preset"),
+    KeyAction("pick_preset", "f3", "pick_preset", "Pick preset", "choose a preset from a list"),
+    KeyAction("cycle_model", "f4", "cycle_model", "Model", "cycle to the next available model"),
+    KeyAction("pick_model", "f5", "pick_model", "Pick model", "choose a model from a list"),
+    KeyAction("cancel", "escape", "cancel", "Cancel", "stop the reply (kept, saved as cancelled)"),
+    KeyAction("regenerate", "ctrl+r", "regenerate", "Regenerate", "write the last reply again"),
+    KeyAction("continue", "ctrl+g", "continue_reply", "Continue", "continue the last reply"),
+    KeyAction("copy_reply", "ctrl+t", "copy_reply", "Copy", "copy the last reply"),
+    KeyAction("replay", "f8", "replay", "Replay", "replay the session with its timing"),
+    KeyAction("toggle_sidebar", "ctrl+s", "toggle_sidebar", "Sidebar",
+              "show or hide the sessions sidebar", show=False),
+    KeyAction("rename_session", "f9", "rename_session", "Rename session",
+              "rename the open session", show=False),
+    KeyAction("delete_session", "f10", "delete_session", "Delete session",
+              "delete the open session (asks first)", show=False),
+    KeyAction("pick_theme", "f11", "pick_theme", "Pick theme", "choose a colour theme",
+              show=False),
+)
+_BOUND_ELSEWHERE = (  # shown in help; not rebindable here
+    ("enter", "send the prompt"),
+    ("shift+enter, ctrl+j", "new line in the prompt"),
+    ("ctrl+p", "command palette: actions, presets, models, sessions, themes"),
+    ("ctrl+q", "quit"),
+    ("r / delete (sidebar)", "rename / delete the highlighted session"),
+)
+
+
+@dataclass
+class Generation:
+    """The reply being written: where it goes and what has arrived."""
+
+    request_id: str
+    session_id: str
+    writer: Any  # store TurnWriter
+    preset: str
+    started: float
+    text: str = ""
+    n_tokens: int = 0
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    first_token_at: float | None = None
+    cancelling: bool = False
+    view: TurnView | None = None
+    dirty: bool = False
+    stats: dict = field(default_factory=dict)
+
+
+class MainScreen(Screen):
+    """Sidebar, transcript, prompt, status bar and footer; holds the key bindings."""
+
+    BINDINGS = [
+        Binding(a.keys, f"app.{a.action}", a.label, show=a.show, id=a.id, priority=a.priority)
+        for a in KEY_ACTIONS
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            with Vertical(id="sidebar"):
+                yield Label("Sessions", id="sidebar-title")
+                yield SessionList(clock=self.app.wall_clock, id="sessions")  # type: ignore
+            with Vertical(id="body"):
+                yield Transcript(id="transcript")
+                yield PromptArea(id="prompt", placeholder="Write a beginning; Enter sends")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.app.setup_main(self)  # type: ignore[attr-defined]
+
+
+class GptTermApp(App[None]):
+    """The TUI; see the module docstring for how it talks to the engine."""
+
+    CSS_PATH = "gptterm.tcss"
+    TITLE = "gptterm"
+    COMMANDS = set(PROVIDERS)
+
+    def __init__(self, model: str | None = None, preset: str | None = None, *,
+                 engine_factory: EngineFactory | None = None, store: Any = None,
+                 settings_path: Path | None = None) -> None:
+        super().__init__()
+        self.engine_factory = engine_factory or default_engine_factory
+        self.engine: Any = None
+        self._pending: list[Command] = []  # commands sent before the engine is up
+        self.store = store
+        self._own_store = store is None
+        self.settings_path = settings_path
+        self.settings, self._problems = config.load_settings(settings_path)
+        self.clock: Callable[[], float] = time.monotonic  # tests pin these two
+        self.wall_clock: Callable[[], float] = time.time
+        self.presets, preset_failures = load_presets()
+        self._problems += preset_failures
+        self.preset_name = self._initial_preset(preset)
+        self.model_name: str | None = None  # loaded and in use
+        self.loading_model: str | None = None
+        self.requested_model = model or self.settings.model or catalog.DEFAULT_MODEL
+        self.device: str | None = None
+        self.n_ctx: int | None = None
+        self.session_id: str | None = None  # None: a new session not stored yet
+        self.gen: Generation | None = None
+        self.last_stats: dict = {}
+        themes, theme_failures = load_themes()
+        for theme in themes.values():
+            self.register_theme(theme)
+        self._problems += theme_failures
+        wanted = self.settings.theme or DEFAULT_THEME
+        self.theme = wanted if wanted in self.available_themes else (
+            DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark")
+        self._apply_keymap()
+
+    # ------------------------------------------------------------ start and stop
+
+    def _initial_preset(self, wanted: str | None) -> str:
+        if wanted and wanted in self.presets:
+            return wanted
+        if wanted:
+            self._problems.append(f"unknown preset {wanted!r}: using the default")
+        for name in (self.settings.preset, DEFAULT_PRESET):
+            if name and name in self.presets:
+                return name
+        return sorted(self.presets)[0] if self.presets else "neutral"
+
+    def _apply_keymap(self) -> None:
+        known = {a.id for a in KEY_ACTIONS}
+        keymap = {}
+        for action, keys in self.settings.keys.items():
+            if action in known:
+                keymap[action] = keys
+            else:
+                self._problems.append(
+                    f"config.toml [keys]: unknown action {action!r}: expected one of "
+                    f"{', '.join(sorted(known))}")
+        if keymap:
+            self.set_keymap(keymap)
+
+    def get_default_screen(self) -> Screen:
+        self.main = MainScreen()
+        return self.main
+
+    def setup_main(self, main: MainScreen) -> None:
+        """Called when the main screen is mounted: open the store, show the last session."""
+        from gptterm.store import Store, StoreError
+
+        if self.store is None:
+            try:
+                self.store = Store()
+            except StoreError as exc:
+                self._problems.append(str(exc))
+                self.store = None
+        recovered = getattr(self.store, "recovered_from", None)
+        if recovered:
+            self._problems.append(f"the sessions database was damaged; moved to {recovered}")
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.main.query_one("#sidebar").display = self.settings.sidebar
+        self.status.set(preset=self.preset_name)
+        self._open_initial_session()
+        self.main.query_one(PromptArea).focus()
+        self.set_interval(FRAME_S, self._flush_text)
+        if self._problems:
+            self.notify("\n".join(self._problems), title="Some settings were not loaded",
+                        severity="warning", timeout=10)
+        self.call_after_refresh(self._launch_engine)
+
+    def _launch_engine(self) -> None:
+        self.loading_model = self.requested_model
+        self.status.set(loading=self._short(self.requested_model), load_fraction=0.0)
+        self._pending.insert(0, LoadModel(self.requested_model))
+        threading.Thread(target=self._build_engine, name="gptterm-engine-start",
+                         daemon=True).start()
+
+    def _build_engine(self) -> None:
+        """Worker thread: build and start the engine, then hand it to the UI thread."""
+        try:
+            engine = self.engine_factory(lambda event: self.post_message(EngineEvent(event)))
+            engine.start()
+        except Exception as exc:  # noqa: BLE001 - reported, the UI stays up
+            line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            self.call_from_thread(self._engine_failed, line)
+            return
+        try:
+            self.call_from_thread(self._engine_ready, engine)
+        except RuntimeError:  # the app quit meanwhile
+            engine.close()
+
+    def _engine_ready(self, engine: Any) -> None:
+        self.engine = engine
+        pending, self._pending = self._pending, []
+        for command in pending:
+            engine.submit(command)
+
+    def _engine_failed(self, error: str) -> None:
+        self.loading_model = None
+        self.status.set(loading=None)
+        self.notify(f"The engine did not start: {error}", severity="error", timeout=15)
+
+    def send(self, command: Command) -> None:
+        """Give the engine a command (queued until the engine is up)."""
+        if self.engine is None:
+            self._pending.append(command)
+        else:
+            self.engine.submit(command)
+
+    def on_unmount(self) -> None:
+        self._stop_generation(notify=False)
+        engine, self.engine = self.engine, None
+        if engine is not None:  # closing waits on the worker; never hang the exit on it
+            closer = threading.Thread(target=engine.close, daemon=True)
+            closer.start()
+            closer.join(2.0)
+        if self._own_store and self.store is not None:
+            self.store.close()
+
+    # ------------------------------------------------------------ helpers
+
+    @property
+    def status(self) -> StatusBar:
+        return self.main.query_one(StatusBar)
+
+    @property
+    def transcript(self) -> Transcript:
+        return self.main.query_one("#transcript", Transcript)
+
+    @property
+    def preset(self) -> Preset:
+        return self.presets.get(self.preset_name) or Preset(name=self.preset_name)
+
+    @staticmethod
+    def _short(model: str) -> str:
+        return Path(model).name if ("/" in model and Path(model).is_absolute()) else model
+
+    def save_settings(self) -> None:
+        try:
+            config.save_settings(self.settings, self.settings_path)
+        except OSError as exc:
+            self.notify(f"Could not save config.toml: {exc}", severity="warning")
+
+    def _theme_changed(self, theme: Any) -> None:
+        if self.settings.theme != theme.name:
+            self.settings.theme = theme.name
+            self.save_settings()
+
+    def sessions(self) -> list:
+        return self.store.list_sessions() if self.store is not None else []
+
+    def model_choices(self) -> list[tuple[str, str]]:
+        """(name, description) of catalog models; those not on disk say so."""
+        rows = []
+        for spec in catalog.all_models():
+            where = "" if spec.available_offline() else " (not downloaded)"
+            rows.append((spec.name, f"{spec.description}{where}"))
+        return rows
+
+    def palette_actions(self) -> list[KeyAction]:
+        keymap = getattr(self, "_keymap", {})
+        return [
+            KeyAction(a.id, keymap.get(a.id, a.keys), a.action, a.label,
+                      f"{a.help}  [{keymap.get(a.id, a.keys)}]")
+            for a in KEY_ACTIONS
+        ]
+
+    # ------------------------------------------------------------ sessions
+
+    def _open_initial_session(self) -> None:
+        wanted = self.settings.session
+        ids = {s.id for s in self.sessions()}
+        self.open_session(wanted if wanted in ids else None)
+
+    def refresh_sidebar(self) -> None:
+        self.main.query_one(SessionList).set_sessions(self.sessions(), self.session_id)
+
+    def open_session(self, session_id: str | None) -> None:
+        """Show a session (None: a fresh one, stored when the first prompt is sent)."""
+        if self.gen is not None and self.gen.view is not None:
+            self._flush_text()
+            self.gen.view = None  # the reply keeps streaming into its own session
+        self.session_id = session_id
+        rows: list[tuple[str, str, str]] = []
+        if session_id is not None and self.store is not None:
+            live = self.gen if self.gen and self.gen.session_id == session_id else None
+            for turn in self.store.turns(session_id):
+                if live and turn.id == live.writer.turn_id:
+                    continue
+                rows.append((turn.role, turn.text, turn.status))
+        self.transcript.show(rows)
+        if self.gen is not None and self.gen.session_id == session_id:
+            self.gen.view = self.transcript.add_turn("model", self.gen.text)
+        self.refresh_sidebar()
+        if self.settings.session != session_id:
+            self.settings.session = session_id
+            self.save_settings()
+
+    @on(SessionList.OptionSelected, "#sessions")
+    def _session_picked(self, event: SessionList.OptionSelected) -> None:
+        if event.option.id != self.session_id:
+            self.open_session(event.option.id)
+        self.main.query_one(PromptArea).focus()
+
+    def _step_session(self, step: int) -> None:
+        ids = [s.id for s in self.sessions()]
+        if not ids:
+            return
+        if self.session_id in ids:
+            index = (ids.index(self.session_id) + step) % len(ids)
+        else:
+            index = 0 if step > 0 else len(ids) - 1
+        self.open_session(ids[index])
+
+    def action_new_session(self) -> None:
+        self.open_session(None)
+        self.main.query_one(PromptArea).focus()
+
+    def action_previous_session(self) -> None:
+        self._step_session(-1)
+
+    def action_next_session(self) -> None:
+        self._step_session(+1)
+
+    def _target_session(self) -> str | None:
+        """The session the sidebar highlights when it has focus, else the open one."""
+        sidebar = self.main.query_one(SessionList)
+        if sidebar.has_focus and sidebar.highlighted is not None:
+            return sidebar.get_option_at_index(sidebar.highlighted).id
+        return self.session_id
+
+    def action_rename_session(self) -> None:
+        target = self._target_session()
+        if target is None or self.store is None:
+            self.notify("Nothing to rename yet: send a prompt first")
+            return
+        session = next((s for s in self.sessions() if s.id == target), None)
+
+        def done(title: str | None) -> None:
+            if title is not None and title.strip():
+                self.store.rename_session(target, title.strip())
+                self.refresh_sidebar()
+
+        self.push_screen(AskScreen("Rename session", session.title if session else ""), done)
+
+    def action_delete_session(self) -> None:
+        target = self._target_session()
+        if target is None or self.store is None:
+            return
+        session = next((s for s in self.sessions() if s.id == target), None)
+        title = (session.title or session.name or target) if session else target
+
+        def done(yes: bool | None) -> None:
+            if not yes:
+                return
+            if self.gen is not None and self.gen.session_id == target:
+                self._stop_generation()
+            self.store.delete_session(target)
+            self.send(DropSession(target))
+            if target == self.session_id:
+                self.open_session(None)
+            else:
+                self.refresh_sidebar()
+            self.notify(f"Deleted {title!r}")
+
+        self.push_screen(ConfirmScreen(f"Delete session {title!r} and all its turns?",
+                                       yes="Delete"), done)
+
+    def action_toggle_sidebar(self) -> None:
+        sidebar = self.main.query_one("#sidebar")
+        sidebar.display = not sidebar.display
+        self.settings.sidebar = bool(sidebar.display)
+        self.save_settings()
+
+    # ------------------------------------------------------------ generating
+
+    @on(PromptArea.Submitted)
+    def _prompt_submitted(self, event: PromptArea.Submitted) -> None:
+        self.submit_prompt(event.text)
+
+    def _can_generate(self) -> bool:
+        if self.store is None:
+            self.notify("No sessions database: cannot write", severity="error")
+            return False
+        if self.model_name is None and self.loading_model is None:
+            self.notify("No model is loaded: pick one with F5", severity="warning")
+            return False
+        return True
+
+    def submit_prompt(self, text: str) -> None:
+        """Store the user's text as a turn and ask the engine to continue the session."""
+        if not self._can_generate():
+            return
+        if self.gen is not None:
+            self._stop_generation()
+        if self.session_id is None:
+            session = self.store.create_session()
+            self.session_id = session.id
+            self.settings.session = session.id
+            self.save_settings()
+        self.store.add_turn(self.session_id, "user", text)
+        self.transcript.add_turn("user", text)
+        self._start_generation(self.session_id)
+        self.refresh_sidebar()
+
+    def _start_generation(self, session_id: str) -> None:
+        preset = self.preset
+        seed = preset.seed if preset.seed is not None else random.randrange(2**31)
+        prompt = self.store.context_text(session_id)
+        writer = self.store.begin_turn(session_id, role="model",
+                                       model=self.loading_model or self.model_name,
+                                       preset=preset.values(), seed=seed)
+        request_id = uuid.uuid4().hex[:12]
+        self.gen = Generation(request_id, session_id, writer, preset.name, self.clock())
+        if session_id == self.session_id:
+            self.gen.view = self.transcript.add_turn("model", "")
+            self.transcript.anchor()
+        self.status.set(generating=True, cancelling=False, tok_s=None, ttft=None)
+        self.send(Generate(request_id, session_id, prompt, preset, seed=seed))
+
+    def _flush_text(self) -> None:
+        """Timer, about 30 times a second: show the text that arrived since the last frame."""
+        gen = self.gen
+        if gen is None or not gen.dirty:
+            return
+        gen.dirty = False
+        if gen.view is not None:
+            gen.view.set_text(gen.text)
+        elapsed = self.clock() - (gen.first_token_at or gen.started)
+        if gen.first_token_at is not None and elapsed > 0 and gen.n_tokens > 1:
+            self.status.set(tok_s=(gen.n_tokens - 1) / elapsed)
+
+    def _finish(self, status: str, stats: dict, note: str = "") -> None:
+        """End the current generation: final text on screen, turn saved with `status`."""
+        gen = self.gen
+        if gen is None:
+            return
+        self.gen = None
+        if gen.view is not None:
+            gen.view.set_text(gen.text, status=status, note=note)
+        try:
+            gen.writer.finish(status, stats)
+        except Exception as exc:  # noqa: BLE001 - a store failure must not kill the UI
+            self.notify(f"Could not save the reply: {exc}", severity="error")
+        self.last_stats = stats
+        self.status.set(generating=False, cancelling=False)
+        self.refresh_sidebar()
+
+    def _stop_generation(self, notify: bool = True) -> None:
+        """Cancel the current generation now and save what it wrote as cancelled."""
+        gen = self.gen
+        if gen is None:
+            return
+        self.send(Cancel(gen.request_id))
+        self._finish("cancelled", {"n_tokens": gen.n_tokens, "reason": "cancelled",
+                                   "prompt_tokens": gen.prompt_tokens,
+                                   "reused_tokens": gen.reused_tokens})
+        if notify and gen.session_id != self.session_id:
+            self.notify("Stopped the reply in another session (saved as cancelled)")
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        event = message.event
+        if isinstance(event, ModelLoading):
+            self.status.set(loading=self._short(event.name), load_fraction=event.fraction,
+                            load_message=event.message)
+        elif isinstance(event, ModelLoaded):
+            self._model_loaded(event)
+        elif isinstance(event, ModelFailed):
+            self.loading_model = None
+            self.status.set(loading=None, load_message="")
+            kept = f"; still using {self._short(self.model_name)}" if self.model_name else ""
+            self.notify(f"Could not load {event.name}: {event.error}{kept}",
+                        title="Model not loaded", severity="error", timeout=15)
+        elif self.gen is None or getattr(event, "request_id", None) != self.gen.request_id:
+            return  # a stale event from a generation we already stopped
+        elif isinstance(event, Started):
+            self._started(event)
+        elif isinstance(event, TextDelta):
+            self._text_delta(event)
+        elif isinstance(event, Done):
+            self._done(event)
+        elif isinstance(event, Failed):
+            self.notify(f"Generation failed: {event.error}", severity="error", timeout=10)
+            gen = self.gen
+            self._finish("failed", {"error": event.error, "n_tokens": gen.n_tokens},
+                         note=f"✗ {event.error}")
+
+    def _model_loaded(self, event: ModelLoaded) -> None:
+        self.model_name, self.device, self.n_ctx = event.name, event.device, event.n_ctx
+        if self.loading_model == event.name:
+            self.loading_model = None
+        self.status.set(model=self._short(event.name), device=event.device, n_ctx=event.n_ctx,
+                        loading=self.loading_model and self._short(self.loading_model),
+                        load_message="", context=None, reused=None)
+        if self.settings.model != event.name:
+            self.settings.model = event.name
+            self.save_settings()
+
+    def _started(self, event: Started) -> None:
+        gen = self.gen
+        gen.prompt_tokens, gen.reused_tokens = event.prompt_tokens, event.reused_tokens
+        gen.writer.set_stats(prompt_tokens=event.prompt_tokens,
+                             reused_tokens=event.reused_tokens)
+        self.status.set(reused=event.reused_tokens, context=event.prompt_tokens)
+
+    def _text_delta(self, event: TextDelta) -> None:
+        gen = self.gen
+        if gen.first_token_at is None:
+            gen.first_token_at = self.clock()
+            self.status.set(ttft=gen.first_token_at - gen.started)
+        if event.replace:
+            gen.text = event.text
+            gen.n_tokens = len(event.token_ids)
+            gen.writer.replace_text(event.text, event.token_ids)
+        else:
+            gen.text += event.text
+            gen.n_tokens += len(event.token_ids)
+            gen.writer.append(event.text, event.token_ids)
+        gen.dirty = True
+
+    def _done(self, event: Done) -> None:
+        gen = self.gen
+        stats = {
+            "reason": event.reason, "n_tokens": event.n_tokens, "seconds": event.seconds,
+            "ttft": event.ttft, "prompt_tokens": gen.prompt_tokens,
+            "reused_tokens": gen.reused_tokens, "context_tokens": event.context_tokens,
+        }
+        tok_s = event.n_tokens / event.seconds if event.seconds > 0 else None
+        if tok_s is not None:
+            stats["tokens_per_second"] = round(tok_s, 2)
+        self.status.set(tok_s=tok_s, ttft=event.ttft,
+                        context=event.context_tokens or gen.prompt_tokens + event.n_tokens)
+        self._finish(STATUS_OF_REASON.get(event.reason, "complete"), stats)
+
+    # ------------------------------------------------------------ key actions
+
+    def action_cancel(self) -> None:
+        gen = self.gen
+        if gen is None or gen.cancelling:
+            return
+        gen.cancelling = True
+        self.status.set(cancelling=True)
+        self.send(Cancel(gen.request_id))  # the engine answers Done(reason="cancelled")
+
+    def _last_reply(self) -> tuple[Any, str] | None:
+        """(turn, text) of the open session's last model turn."""
+        if self.gen is not None and self.gen.session_id == self.session_id:
+            return None, self.gen.text
+        if self.session_id is None or self.store is None:
+            return None
+        for turn in reversed(self.store.turns(self.session_id)):
+            if turn.role == "model":
+                return turn, turn.text
+        return None
+
+    def action_regenerate(self) -> None:
+        if self.session_id is None or not self._can_generate():
+            return
+        if self.gen is not None and self.gen.session_id == self.session_id:
+            self._stop_generation()
+        turns = self.store.turns(self.session_id)
+        if not turns or turns[-1].role != "model":
+            self.notify("No reply to regenerate")
+            return
+        delete_turn(self.store, turns[-1].id)
+        self.open_session(self.session_id)
+        self._start_generation(self.session_id)
+
+    def action_continue_reply(self) -> None:
+        if self.session_id is None or not self._can_generate():
+            return
+        if self.gen is not None:
+            if self.gen.session_id == self.session_id:
+                self.notify("Already writing")
+                return
+            self._stop_generation()
+        if not self.store.context_text(self.session_id):
+            return
+        self._start_generation(self.session_id)
+
+    def action_copy_reply(self) -> None:
+        found = self._last_reply()
+        if not found or not found[1]:
+            self.notify("No reply to copy")
+            return
+        self.copy_to_clipboard(found[1])
+        self.notify(f"Copied the last reply ({len(found[1])} characters)")
+
+    def action_replay(self) -> None:
+        if self.session_id is None or self.store is None:
+            self.notify("Open a saved session to replay it")
+            return
+        session = next((s for s in self.sessions() if s.id == self.session_id), None)
+        title = session.title if session else self.session_id
+        self.push_screen(ReplayScreen(title, self.store.turns(self.session_id)))
+
+    def action_help(self) -> None:
+        rows = [(a.keys.replace(",", ", "), f"{a.label}: {a.help}")
+                for a in self.palette_actions()]
+        self.push_screen(HelpScreen(rows + list(_BOUND_ELSEWHERE)))
+
+    # presets
+
+    def set_preset(self, name: str) -> None:
+        """Use preset `name` for the next generation (the cache is untouched)."""
+        if name not in self.presets:
+            self.notify(f"Unknown preset {name!r}", severity="warning")
+            return
+        self.preset_name = name
+        self.status.set(preset=name)
+        if self.settings.preset != name:
+            self.settings.preset = name
+            self.save_settings()
+
+    def action_cycle_preset(self) -> None:
+        names = sorted(self.presets)
+        if not names:
+            self.notify("No presets found", severity="warning")
+            return
+        index = names.index(self.preset_name) + 1 if self.preset_name in names else 0
+        self.set_preset(names[index % len(names)])
+
+    def action_pick_preset(self) -> None:
+        items = [(n, n, p.description or p.summary()) for n, p in sorted(self.presets.items())]
+
+        def done(name: str | None) -> None:
+            if name:
+                self.set_preset(name)
+
+        self.push_screen(PickerScreen("Preset", items, self.preset_name), done)
+
+    # models
+
+    def load_model(self, name: str) -> None:
+        """Swap the model: stops a generation, loads with progress; a failure keeps the old."""
+        self._stop_generation()
+        self.loading_model = name
+        self.status.set(loading=self._short(name), load_fraction=0.0, load_message="")
+        self.send(LoadModel(name))
+
+    def action_cycle_model(self) -> None:
+        names = [spec.name for spec in catalog.all_models() if spec.available_offline()]
+        current = self.loading_model or self.model_name
+        if current and current not in names:
+            names.append(current)
+        if len(names) < 2:
+            self.notify("No other model on this machine: see `gptterm models`")
+            return
+        index = names.index(current) + 1 if current in names else 0
+        self.load_model(names[index % len(names)])
+
+    def action_pick_model(self) -> None:
+        items = [(name, name, description) for name, description in self.model_choices()]
+
+        def done(name: str | None) -> None:
+            if name and name != (self.loading_model or self.model_name):
+                self.load_model(name)
+
+        self.push_screen(PickerScreen("Model", items, self.model_name), done)
+
+    # themes
+
+    def action_pick_theme(self) -> None:
+        items = [(n, n, "") for n in sorted(self.available_themes) if n != "textual-ansi"]
+
+        def done(name: str | None) -> None:
+            if name:
+                self.theme = name
+
+        self.push_screen(PickerScreen("Theme", items, self.theme), done)
+
+
+def make_app(model: str | None = None, preset: str | None = None, *,
+             engine_factory: EngineFactory | None = None, store: Any = None) -> GptTermApp:
+    """Build the app (the CLI runs it; tests drive it with a fake engine and a temp store)."""
+    return GptTermApp(model, preset, engine_factory=engine_factory, store=store)

@@ -1,0 +1,104 @@
+"""Small modal dialogs: confirm (yes/no), ask for a line of text, pick one of a list."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, OptionList
+from textual.widgets.option_list import Option
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Ask a yes/no question; Enter or y confirms, Esc or n declines."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str, yes: str = "Yes") -> None:
+        super().__init__(classes="dialog")
+        self.question = question
+        self.yes = yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box"):
+            yield Label(Content(self.question), classes="question")
+            with Horizontal(classes="buttons"):
+                yield Button(self.yes, variant="error", id="yes")
+                yield Button("Cancel", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+
+class AskScreen(ModalScreen[str | None]):
+    """Ask for one line of text; Enter accepts, Esc cancels (returns None)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, question: str, value: str = "") -> None:
+        super().__init__(classes="dialog")
+        self.question = question
+        self.value = value
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box"):
+            yield Label(Content(self.question), classes="question")
+            yield Input(self.value, id="answer")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class PickerScreen(ModalScreen[str | None]):
+    """Pick one item: (id, label, description) rows; Enter picks, Esc cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, items: Sequence[tuple[str, str, str]],
+                 current: str | None = None) -> None:
+        super().__init__(classes="dialog picker")
+        self.title_text = title
+        self.items = list(items)
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box"):
+            yield Label(Content.styled(self.title_text, "bold"), classes="question")
+            options = []
+            for ident, label, description in self.items:
+                mark = "● " if ident == self.current else "  "
+                text = Content.assemble(mark, (label, "bold"))
+                if description:
+                    text = Content.assemble(text, "  ", (description, "dim"))
+                options.append(Option(text, id=ident))
+            yield OptionList(*options, id="choices")
+
+    def on_mount(self) -> None:
+        choices = self.query_one(OptionList)
+        ids = [ident for ident, _, _ in self.items]
+        if self.current in ids:
+            choices.highlighted = ids.index(self.current)
+        choices.focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,37 @@
+"""The help screen: every key, as bound now (config.toml rebindings included)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Label, Static
+
+
+class HelpScreen(ModalScreen[None]):
+    """A table of (keys, what they do); any of Esc, q, F1 closes it."""
+
+    BINDINGS = [Binding("escape,q,f1", "dismiss", "Close")]
+
+    def __init__(self, rows: Sequence[tuple[str, str]]) -> None:
+        super().__init__(classes="dialog help")
+        self.rows = list(rows)
+
+    def compose(self) -> ComposeResult:
+        width = max((len(keys) for keys, _ in self.rows), default=8) + 2
+        lines = [
+            Content.assemble((keys.ljust(width), "bold $accent"), what)
+            for keys, what in self.rows
+        ]
+        with VerticalScroll(classes="box"):
+            yield Label(Content.styled("gptterm keys", "bold"), classes="question")
+            yield Static(Content("\n").join(lines), id="keys")
+            yield Label(Content.styled("Esc closes · keys are rebindable in config.toml [keys]",
+                                       "dim"))
+
+    async def action_dismiss(self, result: None = None) -> None:
+        self.dismiss(None)
