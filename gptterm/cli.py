@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Module names under gptterm.commands, in the order `--help` lists them.
-COMMANDS = ["tui", "generate", "models"]
+COMMANDS = ["tui", "generate", "sessions", "replay", "models", "train"]
 
 
 class UsageError(Exception):

@@ -1,0 +1,309 @@
+"""Replaying stored sessions: playback with the recorded timing, and verification.
+
+Playback turns a session's turns into timed steps (`schedule`) and writes them
+out at `speed` times the recorded pace (`play`); `turn_events` gives the same
+as protocol `TextDelta`s for a UI. Verification (`verify`) re-runs every model
+turn with its saved model, preset and seed through a `runner` and compares the
+token ids with the stored ones. `EngineRunner` is that runner on the real
+engine (torch is imported only when it starts).
+
+Stdlib only at import time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+from gptterm.protocol import TextDelta
+from gptterm.store import Turn
+
+# ------------------------------------------------------------------ playback
+
+
+@dataclass(frozen=True)
+class Step:
+    """Write `text` at `at` seconds after playback starts (at speed 1)."""
+
+    at: float
+    turn: Turn
+    text: str
+    replace: bool = False
+
+
+def turn_duration(turn: Turn) -> float:
+    """How long the turn took to stream: the time of its last chunk (0 without chunks)."""
+    return max((float(c[0]) for c in turn.chunks), default=0.0)
+
+
+def recorded_seconds(turns: Sequence[Turn]) -> float:
+    """The playback length at speed 1: the model turns' streaming times, end to end."""
+    return sum(turn_duration(t) for t in turns)
+
+
+def schedule(turns: Sequence[Turn]) -> list[Step]:
+    """Every turn as timed steps; the pauses between turns (reading, typing) are left out.
+
+    A turn without chunks (a user turn, an imported one) appears whole at once.
+    Beam search chunks replace the reply so far (`replace=True`).
+    """
+    steps: list[Step] = []
+    offset = 0.0
+    for turn in turns:
+        if not turn.chunks:
+            steps.append(Step(offset, turn, turn.text))
+            continue
+        for chunk in turn.chunks:
+            replace = len(chunk) > 2 and chunk[2] == "replace"
+            steps.append(Step(offset + float(chunk[0]), turn, chunk[1], replace))
+        offset += turn_duration(turn)
+    return steps
+
+
+def turn_events(turn: Turn, request_id: str) -> list[tuple[float, TextDelta]]:
+    """A model turn as (seconds since its start, TextDelta) pairs, for a UI to play."""
+    if not turn.chunks:
+        return [(0.0, TextDelta(request_id, turn.text, tuple(turn.token_ids)))]
+    return [(float(c[0]), TextDelta(request_id, c[1], replace=len(c) > 2 and c[2] == "replace"))
+            for c in turn.chunks]
+
+
+def play(turns: Sequence[Turn], write: Callable[[str], None], *, speed: float = 1.0,
+         sleep: Callable[[float], None] = time.sleep,
+         clock: Callable[[], float] = time.monotonic,
+         on_turn: Callable[[Turn], None] | None = None) -> float:
+    """Write the session out with its recorded timing, `speed` times faster.
+
+    Beam search turns, whose text is replaced as the search goes, are written once,
+    when their last replacement was recorded (as `gptterm generate` prints them).
+    Returns the seconds playback took.
+    """
+    if speed <= 0:
+        raise ValueError("speed must be > 0")
+    steps = schedule(turns)
+    start = clock()
+    current: Turn | None = None
+    pending: str | None = None  # a beam turn's latest full text, not yet written
+
+    def flush_pending() -> None:
+        nonlocal pending
+        if pending is not None:
+            write(pending)
+            pending = None
+
+    for step in steps:
+        if step.turn is not current:
+            flush_pending()
+            current = step.turn
+            if on_turn:
+                on_turn(step.turn)
+        wait = start + step.at / speed - clock()
+        if wait > 0:
+            sleep(wait)
+        if step.replace:
+            pending = step.text
+        else:
+            write(step.text)
+    flush_pending()
+    return clock() - start
+
+
+# ------------------------------------------------------------------ verification
+
+
+class ModelUnavailable(Exception):
+    """The turn's model cannot be loaded here; the message says why."""
+
+
+class RerunError(Exception):
+    """The re-run itself failed (bad stored preset, engine failure); one line."""
+
+
+@dataclass(frozen=True)
+class TurnCheck:
+    """The verdict on one model turn.
+
+    outcome: "identical" | "differs" | "unavailable" | "unverifiable" | "failed".
+    index: the first token index that differs (for "differs").
+    """
+
+    turn: Turn
+    outcome: str
+    index: int | None = None
+    stored: int | None = None  # the stored token at `index` (None past its end)
+    produced: int | None = None  # the re-run's token at `index` (None past its end)
+    compared: int = 0  # tokens compared
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "identical"
+
+    def line(self) -> str:
+        """One line for people."""
+        head = f"turn {self.turn.index}"
+        if self.turn.model:
+            head += f" ({_label(self.turn)})"
+        if self.outcome == "identical":
+            extra = f"; the stored turn was {self.turn.status}" if self.turn.status != "complete" \
+                else ""
+            return f"{head}: identical ({self.compared} tokens{extra})"
+        if self.outcome == "differs":
+            def show(tok: int | None) -> str:
+                return "end of reply" if tok is None else str(tok)
+
+            return (f"{head}: differs at token index {self.index} "
+                    f"(stored {show(self.stored)}, re-run {show(self.produced)})")
+        return f"{head}: {self.detail}"
+
+    def as_json(self) -> dict:
+        return {"turn": self.turn.index, "model": self.turn.model, "outcome": self.outcome,
+                "index": self.index, "stored": self.stored, "produced": self.produced,
+                "compared": self.compared, "detail": self.detail}
+
+
+def _label(turn: Turn) -> str:
+    parts = [turn.model or "?"]
+    if turn.preset:
+        parts.append(f"{turn.preset.get('name', 'custom')}/{turn.preset.get('method', '?')}")
+    if turn.seed is not None:
+        parts.append(f"seed {turn.seed}")
+    return ", ".join(parts)
+
+
+def compare(turn: Turn, produced: Sequence[int]) -> TurnCheck:
+    """Compare a re-run's tokens with the stored ones.
+
+    A complete turn must match exactly. A cancelled, failed or partial turn stopped
+    early, so only its stored tokens are compared with the start of the re-run.
+    """
+    stored = list(turn.token_ids)
+    produced = list(produced)
+    whole = turn.status == "complete"
+    if not whole:
+        produced = produced[: len(stored)]
+    for i, (a, b) in enumerate(zip(stored, produced)):
+        if a != b:
+            return TurnCheck(turn, "differs", i, a, b, i)
+    if len(stored) != len(produced):
+        i = min(len(stored), len(produced))
+        return TurnCheck(turn, "differs", i, stored[i] if i < len(stored) else None,
+                         produced[i] if i < len(produced) else None, i)
+    return TurnCheck(turn, "identical", compared=len(stored))
+
+
+Runner = Callable[[Turn, str], Sequence[int]]  # (turn, prompt) -> produced token ids
+
+
+def verify(turns: Sequence[Turn], runner: Runner) -> Iterator[TurnCheck]:
+    """Re-run each model turn on the text before it and compare its tokens.
+
+    `runner(turn, prompt)` returns the token ids produced with the turn's model,
+    preset and seed, or raises ModelUnavailable.
+    """
+    context = ""
+    for turn in turns:
+        prompt, context = context, context + turn.text
+        if turn.role != "model":
+            continue
+        method = (turn.preset or {}).get("method")
+        if not turn.model or turn.preset is None:
+            yield TurnCheck(turn, "unverifiable", detail="cannot verify: no model or preset "
+                            "was recorded for this turn")
+        elif turn.seed is None and method == "sample":
+            yield TurnCheck(turn, "unverifiable", detail="cannot verify: this sampled turn "
+                            "has no recorded seed")
+        elif not turn.token_ids and turn.status != "complete":
+            yield TurnCheck(turn, "unverifiable",
+                            detail=f"cannot verify: the {turn.status} turn stored no tokens")
+        else:
+            try:
+                produced = runner(turn, prompt)
+            except ModelUnavailable as exc:
+                yield TurnCheck(turn, "unavailable",
+                                detail=f"model {turn.model!r} is not available: {exc}")
+                continue
+            except RerunError as exc:
+                yield TurnCheck(turn, "failed", detail=f"re-run failed: {exc}")
+                continue
+            yield compare(turn, produced)
+
+
+class EngineRunner:
+    """A verify runner on a real engine: loads each turn's model (once) and re-runs it."""
+
+    def __init__(self, device: str = "auto"):
+        self.device = device
+        self._client = None
+        self._loaded: str | None = None
+        self._failed: dict[str, str] = {}
+
+    def __enter__(self) -> "EngineRunner":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _load(self, name: str) -> None:
+        from gptterm.engine.client import EngineClient, ModelLoadError
+
+        if name in self._failed:
+            raise ModelUnavailable(self._failed[name])
+        if self._client is None:
+            self._client = EngineClient(device=self.device)
+        if self._loaded != name:
+            try:
+                self._client.load(name, self.device)
+            except ModelLoadError as exc:
+                self._failed[name] = str(exc)
+                raise ModelUnavailable(str(exc)) from None
+            self._loaded = name
+
+    def __call__(self, turn: Turn, prompt: str) -> list[int]:
+        from gptterm import presets
+        from gptterm.engine.client import new_request_id
+        from gptterm.protocol import DropSession, Failed, Generate, TextDelta as Delta
+
+        values = {k: v for k, v in (turn.preset or {}).items() if k in _PRESET_KEYS}
+        try:
+            preset = presets.from_mapping(values, where=f"turn {turn.index} preset")
+        except presets.PresetError as exc:
+            raise RerunError(f"its stored preset is invalid: {exc}") from None
+        max_new = None
+        if turn.status != "complete" and preset.method in ("greedy", "sample"):
+            max_new = max(1, len(turn.token_ids))  # it stopped early: no need to go further
+        self._load(turn.model or "")
+        ids: list[int] = []
+
+        def collect(event) -> None:
+            if isinstance(event, Delta):
+                if event.replace:
+                    ids[:] = event.token_ids
+                else:
+                    ids.extend(event.token_ids)
+
+        # A fresh session id: the re-run must not reuse another turn's cache.
+        command = Generate(new_request_id(), f"verify-{new_request_id()}", prompt, preset,
+                           max_new, turn.seed)
+        end = self._client.generate(command, collect)
+        self._client.engine.submit(DropSession(command.session_id))
+        if isinstance(end, Failed):
+            raise RerunError(end.error)
+        return ids
+
+
+def _preset_keys() -> set[str]:
+    from dataclasses import fields
+
+    from gptterm.presets import Preset
+
+    return {f.name for f in fields(Preset) if f.name != "source"}
+
+
+_PRESET_KEYS = _preset_keys()
