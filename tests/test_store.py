@@ -203,3 +203,15 @@ def test_export_markdown_is_readable(store):
     assert "## You\n\nWrite a haiku" in md
     assert "## tiny · greedy · seed 3" in md
     assert "Autumn moonlight falls" in md
+
+
+def test_delete_turn_for_regenerate(store):
+    s = store.create_session()
+    store.add_turn(s.id, "user", "Once")
+    t = _model_turn(store, s.id, " upon a fox")
+    store.delete_turn(t.id)
+    assert store.context_text(s.id) == "Once" and store.search("fox") == []
+    again = _model_turn(store, s.id, " upon a hare")
+    assert again.index == 1 and store.context_text(s.id) == "Once upon a hare"
+    with pytest.raises(StoreError):
+        store.delete_turn(t.id)

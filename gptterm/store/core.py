@@ -360,6 +360,16 @@ class Store:
             conn.execute("UPDATE sessions SET updated = ? WHERE id = ?",
                          (time.time(), turn.session_id))
 
+    def delete_turn(self, turn_id: int) -> None:
+        """Remove one turn (regenerate replaces the last reply); later turns keep their index."""
+        with self._write() as conn:
+            row = conn.execute("SELECT session_id FROM turns WHERE id = ?", (turn_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"no turn with id {turn_id}")
+            conn.execute("DELETE FROM turns WHERE id = ?", (turn_id,))
+            conn.execute("UPDATE sessions SET updated = ? WHERE id = ?",
+                         (time.time(), row["session_id"]))
+
     def set_turn_tokens(self, turn_id: int, token_ids: Sequence[int]) -> None:
         """Overwrite a stored turn's token ids (tests use it to alter a token)."""
         with self._write() as conn:
