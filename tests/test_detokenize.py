@@ -37,3 +37,31 @@ def test_strip_cjk_spaces_only_between_cjk():
     assert strip_cjk_spaces("床 前 明 月 光 ， 疑") == "床前明月光，疑"
     assert strip_cjk_spaces("hello world 你 好") == "hello world 你好"
     assert strip_cjk_spaces("안 녕") == "안녕"
+
+
+def test_invalid_bytes_are_replaced_not_held_back(tiny_model_dir):
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    lone = tok("霜").input_ids[0]  # a lead byte followed by another lead byte is invalid
+    detok = IncrementalDecoder(tok)
+    deltas = [detok.push([lone]) for _ in range(4)]
+    assert "".join(deltas).count("\ufffd") >= 2  # emitted as they become invalid
+
+
+def test_window_mode_for_non_byte_level_tokenizers(tmp_path):
+    """A SentencePiece-style (Metaspace) tokenizer keeps its word-initial spaces."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    text = "한국어 문장을 생성합니다. 오늘은 날씨가 좋습니다. " * 20
+    sp = Tokenizer(models.BPE(unk_token="<unk>"))
+    sp.pre_tokenizer = pre_tokenizers.Metaspace()
+    sp.decoder = decoders.Metaspace()
+    sp.train_from_iterator([text], trainers.BpeTrainer(vocab_size=120,
+                                                       special_tokens=["<unk>", "</s>"]))
+    tok = PreTrainedTokenizerFast(tokenizer_object=sp, unk_token="<unk>", eos_token="</s>")
+    prompt = tok("한국어 문장을").input_ids
+    reply = tok(" 생성합니다. 오늘은 날씨가").input_ids
+    detok = IncrementalDecoder(tok, prompt)
+    deltas = [detok.push([i]) for i in reply] + [detok.flush()]
+    assert "".join(deltas) == tok.decode(prompt + reply)[len(tok.decode(prompt)):]
+    assert "".join(deltas).startswith(" 생성")
