@@ -56,7 +56,7 @@ class AskScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="box"):
             yield Label(Content(self.question), classes="question")
-            yield Input(self.value, id="answer")
+            yield Input(self.value, id="answer", select_on_focus=False)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value)

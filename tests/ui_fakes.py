@@ -1,0 +1,162 @@
+"""A scripted fake engine for UI tests and the UI latency bench (same API as the real Engine).
+
+It answers LoadModel at once (or fails the names in `fail_models`), and either plays
+a scripted reply for each Generate (`auto=True`) or waits for the test to stream
+text and finish by hand. Cancel answers Done(reason="cancelled") like the real one.
+Events go out through `emit`, i.e. the app's thread-safe post_message.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pytest
+
+from gptterm.protocol import (
+    Cancel, Done, Event, Generate, LoadModel, ModelFailed, ModelLoaded, ModelLoading, Started,
+    TextDelta,
+)
+
+
+class FakeEngine:
+    def __init__(self, emit: Callable[[Event], None], *, reply: Sequence[str] = ("Hello", " world"),
+                 auto: bool = True, fail_models: dict[str, str] | None = None, n_ctx: int = 128,
+                 device: str = "cpu", answer_loads: bool = True, stream_forever: bool = False):
+        self.emit = emit
+        self.reply = list(reply)
+        self.auto = auto
+        self.fail_models = fail_models or {}
+        self.n_ctx = n_ctx
+        self.device = device
+        self.answer_loads = answer_loads
+        self.stream_forever = stream_forever
+        self.commands: list = []
+        self.active: Generate | None = None
+        self.sent = 0
+        self.started = False
+        self.closed = False
+        self._stop = threading.Event()
+
+    # the Engine API
+    def start(self) -> "FakeEngine":
+        self.started = True
+        return self
+
+    def submit(self, command) -> None:
+        self.commands.append(command)
+        if isinstance(command, LoadModel):
+            if not self.answer_loads:
+                self.emit(ModelLoading(command.name, 0.25, "reading weights"))
+            elif command.name in self.fail_models:
+                self.emit(ModelFailed(command.name, self.fail_models[command.name]))
+            else:
+                self.emit(ModelLoaded(command.name, self.device, self.n_ctx))
+        elif isinstance(command, Generate):
+            self.active, self.sent = command, 0
+            self.emit(Started(command.request_id, len(command.prompt.split()), 0))
+            if self.stream_forever:
+                self._stop.clear()
+                threading.Thread(target=self._flood, args=(command.request_id,),
+                                 daemon=True).start()
+            elif self.auto:
+                for piece in self.reply:
+                    self.stream(piece)
+                self.finish("eos")
+        elif isinstance(command, Cancel):
+            if self.active is not None and command.request_id == self.active.request_id:
+                self._stop.set()
+                self.finish("cancelled")
+
+    def close(self) -> None:
+        self._stop.set()
+        self.closed = True
+
+    # what a test drives by hand
+    def stream(self, text: str, replace: bool = False) -> None:
+        assert self.active is not None, "no generation is running"
+        self.sent += 1
+        self.emit(TextDelta(self.active.request_id, text, (self.sent,), replace=replace))
+
+    def finish(self, reason: str = "eos") -> None:
+        assert self.active is not None, "no generation is running"
+        self.emit(Done(self.active.request_id, reason, self.sent, 0.5, 0.05,
+                       len(self.active.prompt.split()) + self.sent))
+        self.active = None
+
+    def _flood(self, request_id: str) -> None:
+        """Stream tokens as fast as the UI takes them (the latency bench)."""
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            self.emit(TextDelta(request_id, f" tok{n}", (n,)))
+            time.sleep(0.0005)
+
+    def sent_commands(self, kind: type) -> list:
+        return [c for c in self.commands if isinstance(c, kind)]
+
+
+class Engines(list):
+    """Collects the fake engines an app builds; `factory(**kw)` is its engine_factory."""
+
+    def factory(self, **kwargs) -> Callable:
+        def make(emit):
+            engine = FakeEngine(emit, **kwargs)
+            self.append(engine)
+            return engine
+        return make
+
+    @property
+    def one(self) -> FakeEngine:
+        assert len(self) == 1, f"expected one engine, got {len(self)}"
+        return self[0]
+
+
+# ---------------------------------------------------------------- fixtures and helpers
+
+PRESETS = {
+    "alpha": 'description = "first test preset"\nmethod = "greedy"\nmax_new_tokens = 20\n',
+    "beta": 'description = "second test preset"\nmethod = "sample"\ntemperature = 0.7\n',
+    "gamma": 'description = "third, with a fixed seed"\nmethod = "sample"\nseed = 7\n',
+}
+
+
+@pytest.fixture
+def ui_env(tmp_path, monkeypatch) -> Path:
+    """A deterministic world for the UI: three test presets, no bundled presets,
+    no shipped models and an empty hub cache. Returns the config dir."""
+    from gptterm import paths
+
+    config = paths.config_dir()
+    (config / "presets").mkdir(parents=True)
+    for name, text in PRESETS.items():
+        (config / "presets" / f"{name}.toml").write_text(text)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setattr(paths, "bundled_presets_dir", lambda: empty)
+    monkeypatch.setattr(paths, "shipped_models_dir", lambda: empty)
+    monkeypatch.setenv("HF_HUB_CACHE", str(empty))
+    (config / "config.toml").write_text('preset = "alpha"\nmodel = "fake-model"\n')
+    return config
+
+
+async def until(pilot, condition: Callable[[], object], timeout: float = 5.0) -> None:
+    """Let the app run until `condition()` is true."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the app")
+        await pilot.pause(0.01)
+
+
+async def ready(pilot) -> None:
+    """Wait for the engine to be built and the first model to be in use."""
+    app = pilot.app
+    await until(pilot, lambda: app.engine is not None and app.model_name is not None)
+    await pilot.pause()
+
+
+def notifications(app) -> list[str]:
+    return [n.message for n in app._notifications]
