@@ -13,6 +13,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gptterm.cli import UsageError
+    from gptterm.presets import load_presets
+
+    if args.preset:
+        presets, _ = load_presets()
+        if args.preset not in presets:
+            raise UsageError(f"--preset {args.preset!r}: no such preset; expected one of "
+                             f"{', '.join(sorted(presets)) or '(none found)'}")
     from gptterm.ui.app import make_app
 
     make_app(model=args.model, preset=args.preset).run()
