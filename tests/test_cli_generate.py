@@ -72,3 +72,27 @@ def test_bad_set_value_is_one_line(tiny_model_dir, capsys):
                  "--set", "top_p=1.5"]) == 2
     err = capsys.readouterr().err.strip()
     assert "top_p" in err and "(0, 1]" in err and len(err.splitlines()) == 1
+
+
+def test_ctrl_c_cancels_and_exits_cleanly(tmp_path):
+    import signal
+
+    from tiny import build_model
+
+    model = build_model(tmp_path / "long-ctx", n_positions=1024)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gptterm", "generate", "Once", "--model", str(model), "--json",
+         "--set", 'method="sample"', "--max-new-tokens", "1000", "--seed", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(json.loads(line))
+        if lines[-1]["event"] == "text":
+            proc.send_signal(signal.SIGINT)
+            break
+    lines += [json.loads(line) for line in proc.stdout]
+    assert proc.wait(timeout=60) == 0
+    done = lines[-1]
+    assert done["event"] == "done" and done["reason"] == "cancelled"
+    assert 1 <= done["n_tokens"] < 1000
+    assert "Traceback" not in proc.stderr.read()

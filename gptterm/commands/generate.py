@@ -34,15 +34,17 @@ def resolve_preset(name: str | None, overrides: list[str]):
 
     loaded, failed = presets.load_presets()
     name = name or presets.DEFAULT_PRESET
-    if name not in loaded:
-        if failed and any(f"{name}.toml" in line for line in failed):
-            raise UsageError(next(line for line in failed if f"{name}.toml" in line))
-        if name == presets.DEFAULT_PRESET and not overrides:
-            return presets.Preset(name=name)
-        known = ", ".join(sorted(loaded)) or "none"
-        raise UsageError(f"--preset {name!r}: no such preset (known: {known})")
+    base = loaded.get(name)
+    if base is None:
+        broken = [line for line in failed if f"{name}.toml" in line]
+        if broken:
+            raise UsageError(broken[0])
+        if name != presets.DEFAULT_PRESET:
+            known = ", ".join(sorted(loaded)) or "none"
+            raise UsageError(f"--preset {name!r}: no such preset (known: {known})")
+        base = presets.Preset(name=name)  # the default file is missing: neutral values
     try:
-        return presets.apply_assignments(loaded[name], overrides)
+        return presets.apply_assignments(base, overrides)
     except presets.PresetError as exc:
         raise UsageError(str(exc)) from None
 
