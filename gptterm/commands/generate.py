@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 
 from gptterm.cli import UsageError
@@ -125,9 +126,12 @@ def run(args: argparse.Namespace) -> int:
             loaded = client.load(args.model or catalog.DEFAULT_MODEL, args.device)
         except ModelLoadError as exc:
             raise UsageError(str(exc)) from None
+        # Always a concrete seed, so a stored turn can be re-run exactly (replay --verify).
+        seed = next(s for s in (args.seed, preset.seed, random.randrange(2**31))
+                    if s is not None)
         command = Generate(new_request_id(), hook.session_id if hook else "cli",
                            hook.context if hook else prompt, preset,
-                           args.max_new_tokens, args.seed)
+                           args.max_new_tokens, seed)
         printer = StdoutPrinter(args.json)
 
         def on_event(event) -> None:
