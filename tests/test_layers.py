@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-CORE = ["protocol", "presets", "catalog", "paths", "cli", "engine.engine", "engine.client",
+CORE = ["protocol", "presets", "catalog", "paths", "config", "store", "replay", "session_run",
+        "cli", "engine.engine", "engine.client",
         "commands.generate", "commands.models"]
 
 
