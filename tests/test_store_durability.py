@@ -190,6 +190,35 @@ def test_two_processes_writing_at_once_both_succeed(tmp_path):
     store.close()
 
 
+_OPENER = """
+import sys, time
+from pathlib import Path
+from gptterm.store import Store
+db, who, start = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+while time.time() < start:
+    time.sleep(0.002)
+store = Store(db)
+s = store.create_session(name=who)
+store.add_turn(s.id, "user", who)
+print(store.recovered_from)
+"""
+
+
+@pytest.mark.slow
+def test_processes_creating_a_new_file_at_once_all_succeed(tmp_path):
+    db = tmp_path / "new" / "sessions.db"
+    start = time.time() + 1.0
+    procs = [_python(_OPENER, str(db), f"p{i}", str(start)) for i in range(4)]
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        assert out.strip() == "None"  # nobody mistook a busy file for a broken one
+    store = Store(db)
+    assert sorted(s.name for s in store.list_sessions()) == ["p0", "p1", "p2", "p3"]
+    assert schema.version(store._conn) == schema.SCHEMA_VERSION
+    store.close()
+
+
 # ---------------------------------------------------------------- kill -9
 
 _STREAMER = """
