@@ -155,8 +155,36 @@ def _check_ranges(p: Preset, where: str) -> None:
             raise PresetError(
                 f"{where}: order has {step!r}: expected steps from {', '.join(DEFAULT_ORDER)}"
             )
+    repeated = sorted({s for s in p.order if p.order.count(s) > 1})
+    if repeated:
+        raise PresetError(f"{where}: order lists {repeated[0]!r} twice: expected each step once")
+    missing = [s for s in active_steps(p) if s not in p.order]
+    if missing:
+        raise PresetError(
+            f"{where}: order lacks {missing[0]!r}, which this preset sets: expected it in order"
+        )
     if any(s == "" for s in p.stop):
         raise PresetError(f"{where}: stop has an empty string: expected non-empty strings")
+
+
+def active_steps(p: Preset) -> list[str]:
+    """The filter steps that change anything for `p` (in DEFAULT_ORDER).
+
+    Temperature, top-k, top-p, min-p and typical only act when sampling, as in
+    transformers; top_k is the candidate count of contrastive search, not a filter.
+    """
+    sampling = p.method == "sample"
+    on = {
+        "repetition_penalty": p.repetition_penalty != 1.0,
+        "no_repeat_ngram": p.no_repeat_ngram_size > 0,
+        "min_new_tokens": p.min_new_tokens > 0,
+        "temperature": sampling and p.temperature != 1.0,
+        "top_k": sampling and p.top_k > 0,
+        "top_p": sampling and p.top_p < 1.0,
+        "min_p": sampling and p.min_p > 0.0,
+        "typical_p": sampling and p.typical_p < 1.0,
+    }
+    return [step for step in DEFAULT_ORDER if on[step]]
 
 
 def from_mapping(data: Mapping[str, Any], *, name: str | None = None, where: str = "preset",
@@ -204,7 +232,7 @@ def apply_assignments(preset: Preset, assignments: Iterable[str]) -> Preset:
                 f"--set: unknown key {key!r}: expected one of "
                 f"{', '.join(k for k in sorted(_KNOWN) if k != 'name')}"
             )
-    return from_mapping({**preset.values(), **changes}, where="--set")
+    return from_mapping({**preset.values(), **changes}, where="--set", source=preset.source)
 
 
 def load_file(path: Path) -> Preset:

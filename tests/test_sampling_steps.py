@@ -139,9 +139,12 @@ def test_chain_follows_order_and_drops_no_ops():
     chain = sampling.build_chain(preset, eos_token_id=0, prompt_len=3)
     assert _names(chain) == ["repetition_penalty", "no_repeat_ngram", "min_new_tokens",
                              "temperature", "top_k", "top_p", "min_p"]
-    reordered = preset.replace(order=["top_k", "temperature"])
+    reordered = preset.replace(order=["top_k", "temperature", "typical_p", "min_p", "top_p",
+                                      "no_repeat_ngram", "repetition_penalty",
+                                      "min_new_tokens"])
     assert _names(sampling.build_chain(reordered, eos_token_id=0, prompt_len=3)) == [
-        "top_k", "temperature"]
+        "top_k", "temperature", "min_p", "top_p", "no_repeat_ngram", "repetition_penalty",
+        "min_new_tokens"]
     # No end-of-sequence token: min_new_tokens has nothing to forbid.
     assert "min_new_tokens" not in _names(
         sampling.build_chain(preset, eos_token_id=None, prompt_len=3))

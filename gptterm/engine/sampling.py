@@ -20,13 +20,9 @@ from typing import Callable
 
 import torch
 
-from gptterm.presets import Preset
+from gptterm.presets import Preset, active_steps
 
 Step = Callable[[torch.LongTensor, torch.FloatTensor], torch.FloatTensor]
-
-# Steps that reshape the sampling distribution. transformers applies them only when
-# sampling (`do_sample=True`); greedy, beam and contrastive search leave them out.
-WARPERS = ("temperature", "top_k", "top_p", "min_p", "typical_p")
 
 _NEG_INF = -math.inf
 
@@ -163,29 +159,21 @@ def build_chain(preset: Preset, *, eos_token_id: int | None, prompt_len: int) ->
     "sample", as in transformers. `min_new_tokens` needs the end-of-sequence id and the
     prompt length (history beyond it counts as new tokens).
     """
-    sampling = preset.method == "sample"
-    chain: list[Step] = []
-    for name in preset.order:
-        if name in WARPERS and not sampling:
-            continue
-        if name == "repetition_penalty" and preset.repetition_penalty != 1.0:
-            chain.append(repetition_penalty(preset.repetition_penalty))
-        elif name == "no_repeat_ngram" and preset.no_repeat_ngram_size > 0:
-            chain.append(no_repeat_ngram(preset.no_repeat_ngram_size))
-        elif (name == "min_new_tokens" and preset.min_new_tokens > 0
-              and eos_token_id is not None):
-            chain.append(min_new_tokens(preset.min_new_tokens, eos_token_id, prompt_len))
-        elif name == "temperature" and preset.temperature != 1.0:
-            chain.append(temperature(preset.temperature))
-        elif name == "top_k" and preset.top_k > 0:
-            chain.append(top_k(preset.top_k))
-        elif name == "top_p" and preset.top_p < 1.0:
-            chain.append(top_p(preset.top_p))
-        elif name == "min_p" and preset.min_p > 0.0:
-            chain.append(min_p(preset.min_p))
-        elif name == "typical_p" and preset.typical_p < 1.0:
-            chain.append(typical_p(preset.typical_p))
-    return chain
+    active = set(active_steps(preset))
+    if eos_token_id is None:  # nothing to hold back
+        active.discard("min_new_tokens")
+    makers: dict[str, Callable[[], Step]] = {
+        "repetition_penalty": lambda: repetition_penalty(preset.repetition_penalty),
+        "no_repeat_ngram": lambda: no_repeat_ngram(preset.no_repeat_ngram_size),
+        "min_new_tokens": lambda: min_new_tokens(preset.min_new_tokens, eos_token_id,
+                                                 prompt_len),
+        "temperature": lambda: temperature(preset.temperature),
+        "top_k": lambda: top_k(preset.top_k),
+        "top_p": lambda: top_p(preset.top_p),
+        "min_p": lambda: min_p(preset.min_p),
+        "typical_p": lambda: typical_p(preset.typical_p),
+    }
+    return [makers[name]() for name in preset.order if name in active]
 
 
 def apply_chain(chain: list[Step], history: torch.LongTensor,
