@@ -296,7 +296,7 @@ class GptTermApp(App[None]):
             self.engine.submit(command)
 
     def on_unmount(self) -> None:
-        self._stop_generation(notify=False)
+        self._stop_generation(notify=False, ui=False)
         engine, self.engine = self.engine, None
         if engine is not None:  # closing waits on the worker; never hang the exit on it
             closer = threading.Thread(target=engine.close, daemon=True)
@@ -349,7 +349,7 @@ class GptTermApp(App[None]):
         keymap = getattr(self, "_keymap", {})
         return [
             KeyAction(a.id, keymap.get(a.id, a.keys), a.action, a.label,
-                      f"{a.help}  [{keymap.get(a.id, a.keys)}]")
+                      f"{a.help} · {keymap.get(a.id, a.keys)}")
             for a in KEY_ACTIONS
         ]
 
@@ -518,12 +518,15 @@ class GptTermApp(App[None]):
         if gen.first_token_at is not None and elapsed > 0 and gen.n_tokens > 1:
             self.status.set(tok_s=(gen.n_tokens - 1) / elapsed)
 
-    def _finish(self, status: str, stats: dict, note: str = "") -> None:
+    def _finish(self, status: str, stats: dict, note: str = "", ui: bool = True) -> None:
         """End the current generation: final text on screen, turn saved with `status`."""
         gen = self.gen
         if gen is None:
             return
         self.gen = None
+        if not ui:  # quitting: the widgets are gone, only the store matters
+            gen.writer.finish(status, stats)
+            return
         if gen.view is not None:
             gen.view.set_text(gen.text, status=status, note=note)
         try:
@@ -534,7 +537,7 @@ class GptTermApp(App[None]):
         self.status.set(generating=False, cancelling=False)
         self.refresh_sidebar()
 
-    def _stop_generation(self, notify: bool = True) -> None:
+    def _stop_generation(self, notify: bool = True, ui: bool = True) -> None:
         """Cancel the current generation now and save what it wrote as cancelled."""
         gen = self.gen
         if gen is None:
@@ -542,7 +545,7 @@ class GptTermApp(App[None]):
         self.send(Cancel(gen.request_id))
         self._finish("cancelled", {"n_tokens": gen.n_tokens, "reason": "cancelled",
                                    "prompt_tokens": gen.prompt_tokens,
-                                   "reused_tokens": gen.reused_tokens})
+                                   "reused_tokens": gen.reused_tokens}, ui=ui)
         if notify and gen.session_id != self.session_id:
             self.notify("Stopped the reply in another session (saved as cancelled)")
 
@@ -683,8 +686,9 @@ class GptTermApp(App[None]):
         self.push_screen(ReplayScreen(title, self.store.turns(self.session_id)))
 
     def action_help(self) -> None:
-        rows = [(a.keys.replace(",", ", "), f"{a.label}: {a.help}")
-                for a in self.palette_actions()]
+        keymap = getattr(self, "_keymap", {})
+        rows = [(keymap.get(a.id, a.keys).replace(",", ", "), f"{a.label}: {a.help}")
+                for a in KEY_ACTIONS]
         self.push_screen(HelpScreen(rows + list(_BOUND_ELSEWHERE)))
 
     # presets
