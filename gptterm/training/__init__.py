@@ -1,0 +1,21 @@
+"""Training: tokenizers, train-from-scratch, finetune and perplexity for small GPT-2 models.
+
+torch, transformers, tokenizers and sentencepiece are imported inside functions, so
+importing this package (or the CLI that registers its commands) stays cheap.
+
+Modules:
+    corpus      read and check corpus files, split train/validation text
+    tokenizer   byte-level BPE (tokenizers) and SentencePiece (sentencepiece) training
+    data        token streams -> fixed-length blocks, shuffled per epoch, resumable
+    trainer     the training loop: autocast, progress, validation, samples, checkpoints
+    outdir      output folder rules: what may be overwritten, checkpoints, final save
+    card        the model card (README.md) written next to the weights
+    evaluate    perplexity of a model on a text
+    progress    the plain-text progress bar on stderr
+"""
+
+from __future__ import annotations
+
+
+class TrainingError(Exception):
+    """Bad input for training (a file, an option, an output dir): one line for the user."""

@@ -1,0 +1,57 @@
+"""Extract the visible text of HTML help pages (LibreOffice help) into one UTF-8 file.
+
+Usage: python scripts/html_to_text.py HELP_DIR OUT.txt
+Pages are separated by a blank line; script/style/head content is dropped.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+BLOCKS = {"p", "br", "h1", "h2", "h3", "h4", "li", "tr", "div", "table"}
+
+
+class _Text(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.out: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("script", "style", "head"):
+            self.skip += 1
+        if tag in BLOCKS:
+            self.out.append("\n")
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style", "head"):
+            self.skip = max(0, self.skip - 1)
+
+    def handle_data(self, data):
+        if not self.skip:
+            self.out.append(data)
+
+
+def page_text(html: str) -> str:
+    parser = _Text()
+    parser.feed(html)
+    text = re.sub(r"[ \t\u00a0]+", " ", "".join(parser.out))
+    lines = (line.strip() for line in text.split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+def main(src: str, dst: str) -> None:
+    pages = []
+    for path in sorted(Path(src).rglob("*.html")):
+        text = page_text(path.read_text(encoding="utf-8", errors="replace"))
+        if text:
+            pages.append(text)
+    Path(dst).write_text("\n\n".join(pages) + "\n", encoding="utf-8")
+    print(f"{len(pages)} pages, {sum(map(len, pages)):,} characters -> {dst}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
