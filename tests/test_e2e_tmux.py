@@ -1,0 +1,99 @@
+"""End to end: the real `gptterm` console script in tmux, with a real model, in a temp data dir.
+
+Type a prompt, watch text stream, press Esc, quit, and find the session stored
+with the reply saved as cancelled. Uses the shipped default model when this
+install has it, else the tiny fixture model.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gptterm import catalog
+
+SCRIPT = Path(sys.executable).with_name("gptterm")
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_type_stream_cancel_quit_and_the_session_is_stored(tmp_path, tiny_model_dir):
+    assert shutil.which("tmux"), "tmux is needed for this test (apt-get install tmux)"
+    assert SCRIPT.is_file(), f"{SCRIPT} missing: pip install -e . first"
+    default = catalog.resolve(catalog.DEFAULT_MODEL)
+    model = catalog.DEFAULT_MODEL if default.available_offline() else str(tiny_model_dir)
+    data, conf = tmp_path / "data", tmp_path / "config"
+    (conf / "presets").mkdir(parents=True)
+    # A long reply, so that Esc stops it midway.
+    (conf / "presets" / "long.toml").write_text(
+        'description = "long sampled reply"\nmethod = "sample"\nmax_new_tokens = 4000\n')
+    exit_file = tmp_path / "exit-code"
+    env = {**os.environ, "GPTTERM_DATA_DIR": str(data), "GPTTERM_CONFIG_DIR": str(conf),
+           "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color"}
+    socket = f"gptterm-e2e-{os.getpid()}"
+    tmux = ["tmux", "-L", socket]
+    command = f"'{SCRIPT}' tui --model '{model}' --preset long; echo $? > '{exit_file}'"
+    subprocess.run([*tmux, "new-session", "-d", "-s", "e2e", "-x", "100", "-y", "30",
+                    command], env=env, check=True)
+
+    def screen() -> str:
+        out = subprocess.run([*tmux, "capture-pane", "-p", "-t", "e2e"], capture_output=True,
+                             text=True)
+        return out.stdout
+
+    def keys(*k: str) -> None:
+        subprocess.run([*tmux, "send-keys", "-t", "e2e", *k], check=True)
+
+    try:
+        wait_for(lambda: "Write a beginning" in screen(), 20, "the prompt box")
+        wait_for(lambda: re.search(r"● \S+ \(\w+\)", screen()), 60, "the model to load")
+        keys("-l", "To be, or not")
+        keys("Enter")
+        wait_for(lambda: "writing…" in screen(), 20, "the reply to start")
+
+        def streamed() -> str:
+            lines = screen().splitlines()
+            start = next(i for i, line in enumerate(lines) if "▌ To be, or not" in line)
+            reply = "".join(line.split("▕", 1)[-1].strip() for line in lines[start + 1:]
+                            if "▔▔▔" not in line and "Write a beginning" not in line
+                            and "│ preset" not in line and "f1 Help" not in line)
+            return reply if len(reply) > 20 else ""
+
+        wait_for(streamed, 30, "streamed text on screen")
+        keys("Escape")
+        wait_for(lambda: "writing…" not in screen() and "cancelling" not in screen(), 20,
+                 "the cancel")
+        assert "⏹ cancelled" in screen()
+        keys("C-q")
+        wait_for(exit_file.is_file, 20, "gptterm to quit")
+        assert exit_file.read_text().strip() == "0"
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+
+    from gptterm.store import Store
+
+    with Store(data / "sessions.db") as store:
+        (session,) = store.list_sessions()
+        assert session.title == "To be, or not"
+        user, reply = store.turns(session.id)
+        assert (user.role, user.text) == ("user", "To be, or not")
+        assert reply.role == "model" and reply.status == "cancelled"
+        assert reply.text and reply.chunks and reply.seed is not None
+        assert reply.preset["name"] == "long" and 0 < reply.stats["n_tokens"] < 4000
