@@ -18,13 +18,13 @@ Both check `cancel` (a threading.Event) before every model call.
 from __future__ import annotations
 
 import copy
-import inspect
 import threading
 from typing import Any, Iterator
 
 import torch
 
 from gptterm.engine import sampling
+from gptterm.engine.decode import cache_kwarg
 from gptterm.presets import Preset
 
 _BIG = -1.0e9  # transformers' "never pick this" score offset
@@ -45,12 +45,6 @@ def _fork_cache(past: Any, repeats: int) -> Any:
     return fork
 
 
-def _cache_kwarg(model: Any) -> str:
-    """transformers 5.24 renamed the forward argument `past_key_values` to `cache`."""
-    params = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
 @torch.inference_mode()
 def _forward(model: Any, tokens: torch.Tensor, past: Any,
              hidden: bool = False) -> tuple[torch.Tensor, Any, torch.Tensor | None]:
@@ -59,7 +53,7 @@ def _forward(model: Any, tokens: torch.Tensor, past: Any,
     The cache object is extended in place and returned.
     """
     out = model(input_ids=tokens[:, None], use_cache=True, output_hidden_states=hidden,
-                logits_to_keep=1, **{_cache_kwarg(model): past})
+                logits_to_keep=1, **{cache_kwarg(model): past})
     last = out.hidden_states[-1][:, -1] if hidden else None
     return out.logits[:, -1].float(), past, last
 
@@ -217,7 +211,7 @@ def contrastive_search(dec: Any, logits: torch.Tensor, *, preset: Preset, max_ne
         fork.batch_select_indices(torch.tensor([best], device=top_ids.device))
         entry.past = fork
         entry.ids.append(token)
-        entry.hidden = torch.cat([entry.hidden, cand_hidden[best:best + 1]])
+        entry.add_hidden(cand_hidden[best:best + 1])
         logits = next_logits[best]
         yield token
 
