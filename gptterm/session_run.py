@@ -10,7 +10,6 @@ streams into a `TurnWriter` (autosaved), ending with the Done reason as its stat
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from typing import Any
 
@@ -101,20 +100,15 @@ class SessionRecorder:
 def open_recorder(args: argparse.Namespace, prompt: str) -> SessionRecorder | None:
     """The recorder for `generate --session REF`, or None without `--session`.
 
-    A sampled turn is only reproducible (`gptterm replay --verify`) with a known
-    seed, so when neither `--seed` nor the preset gives one, one is drawn here
-    and passed on through `args.seed`.
+    The generate command always sends a concrete seed (drawn when neither `--seed`
+    nor the preset gives one), which the recorder stores with the turn so that
+    `gptterm replay --verify` can re-run it.
     """
     ref = getattr(args, "session", None)
     if not ref:
         return None
     from gptterm.cli import UsageError
 
-    if getattr(args, "seed", None) is None:
-        from gptterm.commands.generate import resolve_preset
-
-        if resolve_preset(getattr(args, "preset", None), getattr(args, "overrides", [])).seed is None:
-            args.seed = random.randrange(2**31)
     try:
         store = Store()
     except StoreError as exc:

@@ -71,22 +71,25 @@ def test_recorder_stores_user_and_model_turns(tmp_path):
 
 @pytest.mark.slow
 def test_generate_session_appends_and_continues(tiny_model_dir):
-    def run(prompt: str, ref: str) -> str:
+    def run(prompt: str, ref: str, *more: str) -> str:
         proc = _gptterm("generate", prompt, "--model", str(tiny_model_dir), "--session", ref,
-                        "--max-new-tokens", "8", text=True)
+                        "--max-new-tokens", "8", *more, text=True)
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         return out
 
-    first = run("Once upon a time", "story")
+    first = run("Once upon a time", "story", "--preset", "greedy")
     store = Store()
     session = store.find_session("story")
-    second = run(" And then", session.id)
+    second = run(" And then", session.id, "--set", "method='sample'")
     turns = store.turns(session.id)
     assert [t.role for t in turns] == ["user", "model", "user", "model"]
     assert turns[1].text == first.rstrip("\n") and turns[3].text == second.rstrip("\n")
     assert all(t.status == "complete" for t in turns)
-    assert turns[1].model == str(tiny_model_dir) and turns[1].seed is not None
+    assert turns[1].model == str(tiny_model_dir)
+    assert (turns[1].preset["name"], turns[1].preset["method"]) == ("greedy", "greedy")
+    # A sampled turn without --seed still records the seed it used, so it can be verified.
+    assert turns[3].preset["method"] == "sample" and isinstance(turns[3].seed, int)
     assert len(turns[1].token_ids) == 8
     # The second run saw the whole session as its prompt.
     assert turns[3].stats["prompt_tokens"] > turns[1].stats["prompt_tokens"] + 1
@@ -105,8 +108,9 @@ def test_kill_9_while_streaming_keeps_all_but_the_last_second(long_model_dir):
     before = [(t.role, t.text, t.status) for t in store.turns(store.find_session("crash").id)]
     store.close()
 
+    # Greedy on this model does not meet end-of-text for thousands of tokens.
     proc = _gptterm("generate", " The sky", "--model", str(long_model_dir), "--session", "crash",
-                    "--max-new-tokens", "4000")
+                    "--max-new-tokens", "4000", "--preset", "greedy")
     received: list[tuple[float, bytes]] = []
 
     def read() -> None:
