@@ -151,6 +151,10 @@ def test_search_finds_words_from_prompts_and_replies(store):
     # Chinese has no spaces between words: found by substring.
     hits = store.search("乌啼")
     assert [h[0].id for h in hits] == [other.id] and "[乌啼]" in hits[0][2]
+    # Korean attaches particles to words: the stem is found inside the FTS token.
+    ko = store.create_session()
+    store.add_turn(ko.id, "user", "학교에서 공부했다")
+    assert [h[0].id for h in store.search("학교")] == [ko.id]
     # FTS5 syntax characters are plain text.
     assert store.search('"lens" AND -') == []
 

@@ -173,14 +173,19 @@ def run_import(args: argparse.Namespace) -> int:
         raise UsageError(f"{where}: not valid JSON: {exc}") from None
     store = open_store()
     try:
-        original = data.get("session", {}).get("id") if isinstance(data, dict) else None
+        given = data.get("session") if isinstance(data, dict) else None
+        given = given if isinstance(given, dict) else {}
         session = store.import_json(data, where=where)
     except StoreError as exc:
         raise UsageError(str(exc)) from None
     finally:
         store.close()
-    copy = f" (id {original} was taken: imported as a copy)" if session.id != original else ""
-    print(f"imported {session.id}: {session.label}{copy}")
+    notes = []
+    if session.id != given.get("id"):
+        notes.append(f"id {given.get('id')} was taken: imported as a copy")
+    if given.get("name") and session.name is None:
+        notes.append(f"name {given['name']!r} was taken: imported without a name")
+    print(f"imported {session.id}: {session.label}" + (f" ({'; '.join(notes)})" if notes else ""))
     return 0
 
 

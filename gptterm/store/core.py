@@ -110,7 +110,11 @@ class Store:
         self.recovered_from: Path | None = None  # where a bad file was moved to
         self.recovery_reason = ""
         self._lock = threading.RLock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{self.path.parent}: cannot create the data folder: "
+                             f"{exc.strerror or exc}") from None
         try:
             self._conn = self._open()
         except sqlite3.DatabaseError as exc:
@@ -381,9 +385,9 @@ class Store:
     def search(self, query: str, limit: int = 50) -> list[tuple[Session, Turn, str]]:
         """Turns whose text holds every word of `query`, newest session first.
 
-        Uses the FTS5 index (whole words, prefix with a trailing `*`); falls back to
-        a substring scan when that finds nothing, which covers scripts written without
-        spaces (Chinese) and parts of words.
+        Uses the FTS5 index (whole words, prefix with a trailing `*`); adds substring
+        matches when that finds nothing or the query is not ASCII, which covers parts
+        of words and scripts written without spaces between words.
         """
         from gptterm.store.search import fts_query, like_hits, snippet
 
@@ -398,8 +402,12 @@ class Store:
             " WHERE turns_fts MATCH ? ORDER BY s.updated DESC, t.idx LIMIT ?",
             (fts_query(words), limit),
         )
-        if not rows:
-            rows = like_hits(self, words, limit)
+        if len(rows) < limit and (not rows or not query.isascii()):
+            # Words in scripts without spaces (Chinese) or with particles attached
+            # (Korean) hide inside longer FTS tokens: add the substring matches.
+            seen = {r["id"] for r in rows}
+            rows += [r for r in like_hits(self, words, limit) if r["id"] not in seen]
+            rows = rows[:limit]
         out = []
         for r in rows:
             session = Session(r["session_id"], r["s_title"], r["s_name"], r["s_created"],
