@@ -27,7 +27,8 @@ cat "$S"/{sonnets,rape_of_lucrece,lovers_complaint,passionate_pilgrim,phoenix_an
     > "$T/en_poetry_train.txt"
 cp "$M/paradise_regained_gut.txt" "$T/en_poetry_heldout.txt"
 # ko-mini: LibreOffice Korean help (HTML -> text) plus konlpy's kolaw/kobill.
-"$PY" "$ROOT/scripts/html_to_text.py" deb/usr/share/libreoffice/help/ko "$T/ko_lo_help.txt"
+# Only lines with Hangul: many help pages are still untranslated English.
+"$PY" "$ROOT/scripts/html_to_text.py" deb/usr/share/libreoffice/help/ko "$T/ko_lo_help.txt" '[가-힣]'
 cat konlpy_whl/konlpy/data/corpus/kolaw/*.txt konlpy_whl/konlpy/data/corpus/kobill/*.txt \
     > "$T/ko_konlpy.txt"
 # tang-mini: Tang and Song poems without the ANSI colour codes.

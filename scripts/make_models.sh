@@ -39,6 +39,34 @@ sonnets_mini() {
     --attribution "$OKF_ATTR" --script "scripts/make_models.sh sonnets-mini"
 }
 
+LO_SRC="LibreOffice 7.4 Korean help: Debian package libreoffice-help-ko (HTML under /usr/share/libreoffice/help/ko/, lines containing Hangul), MPL-2.0"
+KONLPY_SRC="Korean laws and bills: PyPI wheel konlpy==0.6.0, konlpy/data/corpus/kolaw and kobill (Korean government texts; konlpy is GPL-3.0+)"
+KO_ATTR="Training text: the Korean LibreOffice help (c) The Document Foundation and contributors, Mozilla Public License 2.0 (https://www.mozilla.org/MPL/2.0/), from Debian's libreoffice-help-ko package; and the kolaw/kobill corpora shipped in KoNLPy 0.6.0 (Korean constitution and National Assembly bills, public government texts). The model weights are released under the MIT license of gptterm."
+
+ko_mini() {
+  $GPTTERM train "$T/ko_lo_help.txt" "$T/ko_konlpy.txt" --out "$MODELS/ko-mini" \
+    --tokenizer sentencepiece --vocab-size 8000 --layers 3 --width 192 --heads 4 --context 256 \
+    --epochs 3 --batch-size 8 --lr 0.0015 --seed 0 --save-every 200 \
+    --save-dtype bf16 --sample-prompt "대한민국 헌법은" \
+    --name ko-mini --language ko --license mit \
+    --description "A tiny Korean GPT-2 with a KoGPT2-style SentencePiece tokenizer." \
+    --source "$LO_SRC" --source "$KONLPY_SRC" --attribution "$KO_ATTR" \
+    --script "scripts/make_models.sh ko-mini"
+}
+
+TANG_SRC="Tang and Song poems (tang300, song100): Debian package fortunes-zh, ANSI colour codes stripped (classical poems, public domain)"
+TANG_ATTR="Training text: the 300 Tang poems and 100 Song poems collected in Debian's fortunes-zh package; the poems themselves are over a thousand years old and in the public domain. The model weights are released under the MIT license of gptterm."
+
+tang_mini() {
+  $GPTTERM train "$T/zh_poetry.txt" --out "$MODELS/tang-mini" \
+    --tokenizer sentencepiece --vocab-size 3500 --layers 2 --width 128 --heads 4 --context 128 \
+    --epochs 15 --batch-size 8 --lr 0.002 --dropout 0.1 --seed 0 \
+    --save-dtype bf16 --sample-prompt "春眠不觉晓" \
+    --name tang-mini --language zh --license mit \
+    --description "A tiny GPT-2 trained on Tang and Song poems." \
+    --source "$TANG_SRC" --attribution "$TANG_ATTR" --script "scripts/make_models.sh tang-mini"
+}
+
 for model in "${@:-shakespeare-mini sonnets-mini ko-mini tang-mini}"; do
   for m in $model; do
     case "$m" in

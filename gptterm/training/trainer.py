@@ -156,6 +156,8 @@ class Trainer:
             if self._stop:  # second Ctrl+C: give up now
                 raise KeyboardInterrupt
             self._stop = True
+            self.stream.write("\nstopping after this step to save a checkpoint "
+                              "(Ctrl+C again to abort without saving)\n")
 
         previous = signal.signal(signal.SIGINT, handler)
         try:
