@@ -573,7 +573,7 @@ class TurnWriter:
 
     def _flush_loop(self) -> None:
         interval = self.store.flush_interval
-        while not self._done.wait(interval / 2):
+        while not self._done.wait(interval / 5):  # worst case: interval + interval / 5
             if self._dirty and time.monotonic() - self._last_flush >= interval:
                 try:
                     self.flush()
