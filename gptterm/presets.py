@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 METHODS = ("greedy", "sample", "beam", "contrastive")
 
@@ -66,7 +67,7 @@ class Preset:
         data["order"] = list(self.order)
         return data
 
-    def replace(self, **changes: Any) -> "Preset":
+    def replace(self, **changes: Any) -> Preset:
         """A copy with `changes` applied and validated."""
         return from_mapping({**self.values(), **changes}, where=self.source or self.name)
 

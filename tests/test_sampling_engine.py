@@ -76,10 +76,10 @@ def reference(ref, prompt, max_new, **kwargs):
 
 
 @pytest.mark.parametrize("settings", [
-    dict(repetition_penalty=2.0),  # the kogpt2 preset
-    dict(repetition_penalty=1.3, no_repeat_ngram_size=2),
-    dict(no_repeat_ngram_size=3, min_new_tokens=10),
-    dict(repetition_penalty=0.7),
+    {"repetition_penalty": 2.0},  # the kogpt2 preset
+    {"repetition_penalty": 1.3, "no_repeat_ngram_size": 2},
+    {"no_repeat_ngram_size": 3, "min_new_tokens": 10},
+    {"repetition_penalty": 0.7},
 ])
 def test_greedy_with_processors_equals_generate(client, ref, settings):
     preset = Preset(method="greedy", **settings)
@@ -109,10 +109,10 @@ def test_beam_through_engine_equals_generate(client, ref, num_beams, length_pena
 
 
 SAMPLERS = [
-    dict(),  # random
-    dict(top_k=10), dict(top_p=0.9), dict(top_p=0.5), dict(temperature=0.6),
-    dict(typical_p=0.95), dict(min_p=0.1),
-    dict(temperature=0.8, top_k=50, top_p=0.95, repetition_penalty=1.1),  # creative
+    {},  # random
+    {"top_k": 10}, {"top_p": 0.9}, {"top_p": 0.5}, {"temperature": 0.6},
+    {"typical_p": 0.95}, {"min_p": 0.1},
+    {"temperature": 0.8, "top_k": 50, "top_p": 0.95, "repetition_penalty": 1.1},  # creative
 ]
 
 
@@ -150,14 +150,14 @@ def test_every_bundled_preset_runs(client):
     loaded, failed = presets.load_presets()
     assert failed == []
     for name, preset in loaded.items():
-        done, ids, text = run(client, PROMPTS[0], preset, max_new=8, seed=1)
+        done, ids, _ = run(client, PROMPTS[0], preset, max_new=8, seed=1)
         assert done.reason in ("length", "eos"), name
         assert ids and len(ids) == done.n_tokens <= 8, name
 
 
 def test_stop_string_ends_with_reason_stop_and_is_not_shown(client, ref):
     greedy = Preset(method="greedy")
-    _, ids, text = run(client, PROMPTS[1], greedy, max_new=24)
+    _, _, text = run(client, PROMPTS[1], greedy, max_new=24)
     stop = text[len(text) // 2: len(text) // 2 + 3]
     assert stop.strip() and len(text) > 6
     done, _, shown = run(client, PROMPTS[1], greedy.replace(stop=[stop]), max_new=24)

@@ -88,8 +88,8 @@ def test_beam_cases_finish_on_end_of_sequence(tiny):
 
 
 @pytest.mark.parametrize("settings", [
-    dict(repetition_penalty=2.0), dict(no_repeat_ngram_size=2),
-    dict(repetition_penalty=1.3, no_repeat_ngram_size=3, length_penalty=0.5),
+    {"repetition_penalty": 2.0}, {"no_repeat_ngram_size": 2},
+    {"repetition_penalty": 1.3, "no_repeat_ngram_size": 3, "length_penalty": 0.5},
 ])
 def test_beam_search_with_processors_equals_generate(tiny, settings):
     tok, model = tiny

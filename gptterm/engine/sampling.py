@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
