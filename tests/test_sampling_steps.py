@@ -216,3 +216,20 @@ def test_unseeded_generators_differ():
     firsts = {sampling.pick(logits, preset, sampling.make_generator(None, "cpu")).item()
               for _ in range(5)}
     assert len(firsts) > 1
+
+
+def test_seeded_draws_reproducible_across_processes():
+    """A seed means the same draws in a new process too (what replaying a turn needs)."""
+    import subprocess
+    import sys
+
+    code = ("import torch; from gptterm.engine import sampling; from gptterm.presets import "
+            "Preset; g = sampling.make_generator(42, 'cpu'); logits = torch.linspace(-3, 3, 50)"
+            "[None]; print([sampling.pick(logits, Preset(method='sample'), g).item() "
+            "for _ in range(40)])")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout.strip() for _ in range(2)]
+    g = sampling.make_generator(42, "cpu")
+    here = [sampling.pick(torch.linspace(-3, 3, 50)[None], Preset(method="sample"), g).item()
+            for _ in range(40)]
+    assert runs[0] == runs[1] == str(here)
