@@ -13,8 +13,9 @@ Stdlib only at import time.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Self
 
 from gptterm.protocol import TextDelta
 from gptterm.store import Turn
@@ -239,7 +240,7 @@ class EngineRunner:
         self._loaded: str | None = None
         self._failed: dict[str, str] = {}
 
-    def __enter__(self) -> "EngineRunner":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -268,7 +269,8 @@ class EngineRunner:
     def __call__(self, turn: Turn, prompt: str) -> list[int]:
         from gptterm import presets
         from gptterm.engine.client import new_request_id
-        from gptterm.protocol import DropSession, Failed, Generate, TextDelta as Delta
+        from gptterm.protocol import DropSession, Failed, Generate
+        from gptterm.protocol import TextDelta as Delta
 
         values = {k: v for k, v in (turn.preset or {}).items() if k in _PRESET_KEYS}
         try:

@@ -120,6 +120,7 @@ def test_compare(stored, produced, status, outcome, index):
 def recorded(tiny_model_dir, tmp_path_factory):
     """A session recorded through the engine: a seeded sampled turn, then a greedy one."""
     from gptterm.engine.client import EngineClient, new_request_id
+    from gptterm.protocol import Generate
     from gptterm.session_run import SessionRecorder
 
     db = tmp_path_factory.mktemp("verify") / "sessions.db"
@@ -130,10 +131,8 @@ def recorded(tiny_model_dir, tmp_path_factory):
         loaded = client.load(str(tiny_model_dir), "cpu")
         for prompt, preset, seed in [("Once upon a time", sample, 1234), (" Then", greedy, None)]:
             rec = SessionRecorder(store, "verify-me", prompt)
-            from gptterm.protocol import Generate
-
             cmd = Generate(new_request_id(), rec.session_id, rec.context, preset, 24, seed)
-            client.generate(cmd, lambda e: rec.on_event(e, loaded.name, cmd))
+            client.generate(cmd, lambda e, rec=rec, cmd=cmd: rec.on_event(e, loaded.name, cmd))
     data = store.export_json(store.find_session("verify-me").id)
     store.close()
     return data

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gptterm.protocol import Done, Failed, Generate, Started, TextDelta
 from gptterm.presets import Preset
+from gptterm.protocol import Done, Failed, Generate, Started, TextDelta
 from gptterm.session_run import SessionRecorder, status_for
 from gptterm.store import Store
 

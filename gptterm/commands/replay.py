@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gptterm.commands.sessions import open_store, find
+    from gptterm.commands.sessions import find, open_store
 
     store = open_store()
     session = find(store, args.session)

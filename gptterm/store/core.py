@@ -14,9 +14,10 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Self
 
 from gptterm.store import schema
 
@@ -195,7 +196,7 @@ class Store:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -207,7 +208,7 @@ class Store:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
-    def _write(self) -> "_Transaction":
+    def _write(self) -> _Transaction:
         return _Transaction(self)
 
     # ------------------------------------------------------------ sessions
@@ -306,7 +307,7 @@ class Store:
         return self._insert_turn(session_id, role, text, fields)
 
     def begin_turn(self, session_id: str, *, role: str = "model", model: str | None = None,
-                   preset: dict | None = None, seed: int | None = None) -> "TurnWriter":
+                   preset: dict | None = None, seed: int | None = None) -> TurnWriter:
         """Start a streaming turn, stored at once with status "partial"."""
         turn = self._insert_turn(session_id, role, "", {
             "model": model, "preset": preset, "seed": seed, "status": "partial"})
@@ -413,7 +414,7 @@ class Store:
             session = Session(r["session_id"], r["s_title"], r["s_name"], r["s_created"],
                               r["s_updated"])
             turn = _turn(r)
-            snip = r["snip"] if "snip" in r.keys() else snippet(turn.text, words)
+            snip = r["snip"] if "snip" in r.keys() else snippet(turn.text, words)  # noqa: SIM118 (a Row)
             out.append((session, turn, " ".join(snip.split())))
         return out
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gptterm.store.core import Store
@@ -22,7 +23,7 @@ def fts_query(words: Sequence[str]) -> str:
     return " AND ".join(parts)
 
 
-def like_hits(store: "Store", words: Sequence[str], limit: int) -> list:
+def like_hits(store: Store, words: Sequence[str], limit: int) -> list:
     """Turns whose text contains every word as a substring (case-insensitive for ASCII)."""
     words = [w.rstrip("*") or w for w in words]
     where = " AND ".join("instr(lower(t.text), lower(?)) > 0" for _ in words)
