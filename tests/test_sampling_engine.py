@@ -163,3 +163,14 @@ def test_stop_string_ends_with_reason_stop_and_is_not_shown(client, ref):
     done, _, shown = run(client, PROMPTS[1], greedy.replace(stop=[stop]), max_new=24)
     assert done.reason == "stop"
     assert shown == text[: text.index(stop)]
+
+
+def test_beam_stop_string_ends_with_reason_stop(client):
+    beam = Preset(method="beam", num_beams=3)
+    _, _, text = run(client, "The quick brown fox", beam, max_new=12)
+    assert len(text) > 4
+    stop = text[2:4]
+    done, ids, cut = run(client, "The quick brown fox", beam.replace(stop=[stop]), max_new=12)
+    assert done.reason == "stop"
+    assert cut == text[: text.index(stop)] and stop not in cut
+    assert done.n_tokens == len(ids) and ids  # only the tokens of the text before the stop

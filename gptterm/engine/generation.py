@@ -138,20 +138,8 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
     n_tokens = 0
     reason = "length"
     if preset.method == "beam":
-        from gptterm.engine.strategies import beam_search
-
-        best: list[int] = []
-        for best, final in beam_search(dec, logits, preset=preset, max_new_tokens=max_new,
-                                       eos_token_id=lm.eos_token_id, cancel=cancel):
-            ttft = ttft or time.perf_counter() - t0
-            shown = [t for t in best if t != lm.eos_token_id]
-            text = _cut_at_stop(_decode_all(tokenizer, ids, shown, lm), preset.stop)
-            emit(TextDelta(command.request_id, text, tuple(shown), replace=True))
-            if cancel.is_set():
-                break
-        n_tokens = len([t for t in best if t != lm.eos_token_id])
-        reason = ("cancelled" if cancel.is_set() else
-                  "eos" if best and best[-1] == lm.eos_token_id else "length")
+        n_tokens, reason, ttft = _run_beam(lm, dec, logits, ids, command, max_new, cancel,
+                                           emit, t0)
     else:
         alternatives: list = []
 
@@ -186,6 +174,38 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
         sink.finish()
     emit(Done(command.request_id, reason, n_tokens, time.perf_counter() - t0, ttft,
               len(entry.ids)))
+
+
+def _run_beam(lm: Any, dec: Decoder, logits: torch.Tensor, ids: list[int], command: Generate,
+              max_new: int, cancel: threading.Event, emit: Callable[[Event], None],
+              t0: float) -> tuple[int, str, float]:
+    """Beam search: every update replaces the reply with the current best hypothesis.
+
+    Returns (tokens in the reply, Done reason, time to the first update).
+    """
+    from gptterm.engine.strategies import beam_search
+
+    preset, eos = command.preset, lm.eos_token_id
+    ttft = 0.0
+    best: list[int] = []
+    shown: list[int] = []
+    stopped = False
+    for best, final in beam_search(dec, logits, preset=preset, max_new_tokens=max_new,
+                                   eos_token_id=eos, cancel=cancel):
+        ttft = ttft or time.perf_counter() - t0
+        shown = [t for t in best if t != eos]
+        full = _decode_all(lm.tokenizer, ids, shown, lm)
+        text = _cut_at_stop(full, preset.stop)
+        stopped = len(text) < len(full)
+        if stopped:  # keep just the tokens that make up the text before the stop string
+            while shown and len(_decode_all(lm.tokenizer, ids, shown[:-1], lm)) >= len(text):
+                shown.pop()
+        emit(TextDelta(command.request_id, text, tuple(shown), replace=True))
+        if cancel.is_set():
+            break
+    reason = ("cancelled" if cancel.is_set() else "stop" if stopped else
+              "eos" if best and best[-1] == eos else "length")
+    return len(shown), reason, ttft
 
 
 def _decode_all(tokenizer: Any, context: list[int], reply: list[int], lm: Any) -> str:
