@@ -9,7 +9,8 @@ import pytest
 
 CORE = ["protocol", "presets", "catalog", "paths", "config", "store", "replay", "session_run",
         "cli", "engine.engine", "engine.client",
-        "commands.generate", "commands.models"]
+        "commands.generate", "commands.models", "commands.sessions", "commands.replay",
+        "commands.presets", "commands.tui"]
 
 
 def imported_after(module: str) -> set[str]:
