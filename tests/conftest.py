@@ -27,3 +27,11 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from tiny import build_model
 
     return build_model(tmp_path_factory.mktemp("tiny") / "tiny-gpt2")
+
+
+@pytest.fixture
+def ui_env(tmp_path, monkeypatch) -> Path:
+    """UI tests: test presets in the config dir, no bundled presets, no shipped or hub models."""
+    from ui_fakes import make_ui_env
+
+    return make_ui_env(tmp_path, monkeypatch)

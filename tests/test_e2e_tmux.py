@@ -55,7 +55,7 @@ def test_type_stream_cancel_quit_and_the_session_is_stored(tmp_path, tiny_model_
 
     def screen() -> str:
         out = subprocess.run([*tmux, "capture-pane", "-p", "-t", "e2e"], capture_output=True,
-                             text=True)
+                             text=True, check=False)
         return out.stdout
 
     def keys(*k: str) -> None:
@@ -85,7 +85,7 @@ def test_type_stream_cancel_quit_and_the_session_is_stored(tmp_path, tiny_model_
         wait_for(exit_file.is_file, 20, "gptterm to quit")
         assert exit_file.read_text().strip() == "0"
     finally:
-        subprocess.run([*tmux, "kill-server"], capture_output=True)
+        subprocess.run([*tmux, "kill-server"], capture_output=True, check=False)
 
     from gptterm.store import Store
 

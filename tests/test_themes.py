@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from ui_fakes import Engines, notifications, until
+
 from gptterm import config, paths
 from gptterm.ui.app import make_app
 from gptterm.ui.themes import DEFAULT_THEME, load_theme_file, load_themes
-from ui_fakes import Engines, notifications, until, ui_env  # noqa: F401
 
 
 def test_bundled_themes_load():

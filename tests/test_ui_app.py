@@ -3,9 +3,18 @@ models, sessions, keys, replay."""
 
 from __future__ import annotations
 
+from textual.widgets import OptionList
+from ui_fakes import Engines, notifications, ready, until
+
 from gptterm import config
 from gptterm.protocol import (
-    Cancel, Done, DropSession, Generate, LoadModel, Started, TextDelta,
+    Cancel,
+    Done,
+    DropSession,
+    Generate,
+    LoadModel,
+    Started,
+    TextDelta,
 )
 from gptterm.store import Store
 from gptterm.ui.app import make_app
@@ -14,8 +23,6 @@ from gptterm.ui.screens.dialogs import AskScreen, ConfirmScreen, PickerScreen
 from gptterm.ui.screens.help import HelpScreen
 from gptterm.ui.screens.replay import ReplayScreen
 from gptterm.ui.widgets.prompt import PromptArea
-from textual.widgets import OptionList
-from ui_fakes import Engines, notifications, ready, ui_env, until  # noqa: F401
 
 SIZE = (100, 30)
 
@@ -283,7 +290,7 @@ async def test_keys_rebind_from_config_and_help_lists_them(ui_env):
         assert app.session_id is None
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
-        rows = dict((what.split(":")[0], keys) for keys, what in app.screen.rows)
+        rows = {what.split(":")[0]: keys for keys, what in app.screen.rows}
         assert rows["New session"] == "ctrl+o"
         assert rows["Cancel"] == "escape" and rows["Pick model"] == "f5"
         await pilot.press("escape")
@@ -353,3 +360,31 @@ async def test_toggle_sidebar_is_remembered(ui_env):
         await pilot.press("ctrl+s")
         assert not app.main.query_one("#sidebar").display
     assert config.load_settings()[0].sidebar is False
+
+
+async def test_long_replies_stream_in_blocks_and_replace_resets_them(ui_env):
+    engines = Engines()
+    app = make_app(engine_factory=engines.factory(auto=False))
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await type_prompt(pilot, "Verse:")
+        engine = engines.one
+        await until(pilot, lambda: engine.active is not None)
+        lines = [f"line {i} of a long poem about the sea\n" for i in range(400)]
+        for i in range(0, 400, 20):  # 20 lines per frame
+            engine.stream("".join(lines[i:i + 20]))
+            await pilot.pause(0.05)
+        await until(pilot, lambda: app.gen.text == "".join(lines))
+        await pilot.pause(0.1)
+        view = app.transcript.views[-1]
+        segments = list(view.query(".segment"))
+        assert 2 <= len(segments) <= 4  # frozen blocks plus the live tail, not one per line
+        assert view.text == "".join(lines)
+        # Beam search replaces the whole reply: back to one segment, and stored so.
+        engine.stream("a better hypothesis", replace=True)
+        await until(pilot, lambda: app.transcript.views[-1].text == "a better hypothesis")
+        await until(pilot, lambda: len(app.transcript.views[-1].query(".segment")) == 1)
+        engine.finish()
+        await until(pilot, lambda: app.gen is None)
+        turn = app.store.turns(app.session_id)[-1]
+        assert turn.text == "a better hypothesis" and turn.status == "complete"

@@ -14,7 +14,7 @@ def test_importing_the_ui_leaves_torch_and_transformers_out():
         "heavy = sorted(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules)\n"
         "print(','.join(heavy) or 'clean')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "clean"

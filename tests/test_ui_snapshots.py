@@ -6,10 +6,11 @@ models, a frozen clock for the speed figures, and sessions created "now".
 
 from __future__ import annotations
 
+from ui_fakes import Engines, ready, until
+
 from gptterm.store import Store
 from gptterm.ui.app import make_app
 from gptterm.ui.widgets.prompt import PromptArea
-from ui_fakes import Engines, ready, ui_env, until  # noqa: F401
 
 SIZE = (100, 28)
 KOREAN_PROMPT = "옛날 옛적에 한 마을에"

@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import pytest
 
 from gptterm.protocol import (
-    Cancel, Done, Event, Generate, LoadModel, ModelFailed, ModelLoaded, ModelLoading, Started,
+    Cancel,
+    Done,
+    Event,
+    Generate,
+    LoadModel,
+    ModelFailed,
+    ModelLoaded,
+    ModelLoading,
+    Started,
     TextDelta,
 )
 
@@ -24,7 +32,8 @@ from gptterm.protocol import (
 class FakeEngine:
     def __init__(self, emit: Callable[[Event], None], *, reply: Sequence[str] = ("Hello", " world"),
                  auto: bool = True, fail_models: dict[str, str] | None = None, n_ctx: int = 128,
-                 device: str = "cpu", answer_loads: bool = True, stream_forever: bool = False):
+                 device: str = "cpu", answer_loads: bool = True, stream_forever: bool = False,
+                 rate: float = 2000.0):
         self.emit = emit
         self.reply = list(reply)
         self.auto = auto
@@ -33,6 +42,7 @@ class FakeEngine:
         self.device = device
         self.answer_loads = answer_loads
         self.stream_forever = stream_forever
+        self.rate = rate  # tokens per second when streaming forever
         self.commands: list = []
         self.active: Generate | None = None
         self.sent = 0
@@ -41,7 +51,7 @@ class FakeEngine:
         self._stop = threading.Event()
 
     # the Engine API
-    def start(self) -> "FakeEngine":
+    def start(self) -> FakeEngine:
         self.started = True
         return self
 
@@ -65,10 +75,10 @@ class FakeEngine:
                 for piece in self.reply:
                     self.stream(piece)
                 self.finish("eos")
-        elif isinstance(command, Cancel):
-            if self.active is not None and command.request_id == self.active.request_id:
-                self._stop.set()
-                self.finish("cancelled")
+        elif (isinstance(command, Cancel) and self.active is not None
+              and command.request_id == self.active.request_id):
+            self._stop.set()
+            self.finish("cancelled")
 
     def close(self) -> None:
         self._stop.set()
@@ -87,12 +97,16 @@ class FakeEngine:
         self.active = None
 
     def _flood(self, request_id: str) -> None:
-        """Stream tokens as fast as the UI takes them (the latency bench)."""
+        """Stream `rate` tokens a second until cancelled (the latency bench)."""
         n = 0
+        start = time.perf_counter()
         while not self._stop.is_set():
             n += 1
-            self.emit(TextDelta(request_id, f" tok{n}", (n,)))
-            time.sleep(0.0005)
+            # Lines of about 60 characters, like verse or a play.
+            self.emit(TextDelta(request_id, f" tok{n}" + ("\n" if n % 10 == 0 else ""), (n,)))
+            ahead = start + n / self.rate - time.perf_counter()
+            if ahead > 0:
+                time.sleep(ahead)
 
     def sent_commands(self, kind: type) -> list:
         return [c for c in self.commands if isinstance(c, kind)]
@@ -123,9 +137,8 @@ PRESETS = {
 }
 
 
-@pytest.fixture
-def ui_env(tmp_path, monkeypatch) -> Path:
-    """A deterministic world for the UI: three test presets, no bundled presets,
+def make_ui_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A deterministic world for the UI (the `ui_env` fixture in conftest): three test presets, no bundled presets,
     no shipped models and an empty hub cache. Returns the config dir."""
     from gptterm import paths
 

@@ -20,9 +20,10 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from textual import on
 from textual.app import App, ComposeResult
@@ -34,8 +35,19 @@ from textual.widgets import Footer, Label
 from gptterm import catalog, config
 from gptterm.presets import DEFAULT_PRESET, Preset, load_presets
 from gptterm.protocol import (
-    Cancel, Command, Done, DropSession, Event, Failed, Generate, LoadModel, ModelFailed,
-    ModelLoaded, ModelLoading, Started, TextDelta,
+    Cancel,
+    Command,
+    Done,
+    DropSession,
+    Event,
+    Failed,
+    Generate,
+    LoadModel,
+    ModelFailed,
+    ModelLoaded,
+    ModelLoading,
+    Started,
+    TextDelta,
 )
 from gptterm.ui.commands import PROVIDERS
 from gptterm.ui.messages import EngineEvent
@@ -213,7 +225,7 @@ class GptTermApp(App[None]):
         for name in (self.settings.preset, DEFAULT_PRESET):
             if name and name in self.presets:
                 return name
-        return sorted(self.presets)[0] if self.presets else "neutral"
+        return min(self.presets) if self.presets else "neutral"
 
     def _apply_keymap(self) -> None:
         known = {a.id for a in KEY_ACTIONS}

@@ -6,8 +6,9 @@ so the palette always shows what the keys would do right now.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from functools import partial
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
@@ -20,7 +21,7 @@ Row = tuple[str, str, Callable[[], object]]
 class _RowsProvider(Provider):
     """A provider over a list of rows; subclasses say which rows."""
 
-    def rows(self, app: "GptTermApp") -> Iterable[Row]:
+    def rows(self, app: GptTermApp) -> Iterable[Row]:
         raise NotImplementedError
 
     async def discover(self) -> Hits:
@@ -38,26 +39,26 @@ class _RowsProvider(Provider):
 class ActionsProvider(_RowsProvider):
     """Every key action, with its current key in the help line."""
 
-    def rows(self, app: "GptTermApp") -> Iterable[Row]:
+    def rows(self, app: GptTermApp) -> Iterable[Row]:
         for action in app.palette_actions():
             yield action.label, action.help, partial(app.run_action, action.action)
 
 
 class PresetsProvider(_RowsProvider):
-    def rows(self, app: "GptTermApp") -> Iterable[Row]:
+    def rows(self, app: GptTermApp) -> Iterable[Row]:
         for name, preset in sorted(app.presets.items()):
             yield f"Preset: {name}", preset.description or preset.summary(), partial(
                 app.set_preset, name)
 
 
 class ModelsProvider(_RowsProvider):
-    def rows(self, app: "GptTermApp") -> Iterable[Row]:
+    def rows(self, app: GptTermApp) -> Iterable[Row]:
         for name, description in app.model_choices():
             yield f"Model: {name}", description, partial(app.load_model, name)
 
 
 class SessionsProvider(_RowsProvider):
-    def rows(self, app: "GptTermApp") -> Iterable[Row]:
+    def rows(self, app: GptTermApp) -> Iterable[Row]:
         for session in app.sessions():
             title = session.title or session.name or "untitled"
             yield f"Session: {title}", f"open session {session.id}", partial(
@@ -65,7 +66,7 @@ class SessionsProvider(_RowsProvider):
 
 
 class ThemesProvider(_RowsProvider):
-    def rows(self, app: "GptTermApp") -> Iterable[Row]:
+    def rows(self, app: GptTermApp) -> Iterable[Row]:
         for name in sorted(app.available_themes):
             if name == "textual-ansi":
                 continue

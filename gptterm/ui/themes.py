@@ -8,8 +8,9 @@ is reported as one line and skipped; the others still load.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from textual.color import Color, ColorParseError
 from textual.theme import Theme

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Sequence
+from collections.abc import Sequence
 
 from textual import events, work
 from textual.app import ComposeResult
