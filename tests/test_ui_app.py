@@ -3,7 +3,8 @@ models, sessions, keys, replay."""
 
 from __future__ import annotations
 
-from textual.widgets import OptionList
+from textual.command import CommandPalette
+from textual.widgets import Input, OptionList
 from ui_fakes import Engines, notifications, ready, until
 
 from gptterm import config
@@ -388,3 +389,31 @@ async def test_long_replies_stream_in_blocks_and_replace_resets_them(ui_env):
         await until(pilot, lambda: app.gen is None)
         turn = app.store.turns(app.session_id)[-1]
         assert turn.text == "a better hypothesis" and turn.status == "complete"
+
+
+async def test_palette_opens_sessions_themes_models_and_actions(ui_env):
+    store = Store()
+    old = store.create_session("An old story")
+    store.add_turn(old.id, "user", "Long ago")
+    engines = Engines()
+    app = make_app(engine_factory=engines.factory(), store=store)
+
+    async def palette(pilot, query: str) -> None:
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        app.screen.query_one(Input).value = query  # as if typed, without a search per key
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause(0.05)
+
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await palette(pilot, "Theme: midnight")
+        await until(pilot, lambda: app.theme == "midnight")
+        app.open_session(None)
+        await palette(pilot, "Session: An old story")
+        await until(pilot, lambda: app.session_id == old.id)
+        await palette(pilot, "Model: gpt2-medium")
+        await until(pilot, lambda: app.model_name == "gpt2-medium")
+        await palette(pilot, "New session")
+        await until(pilot, lambda: app.session_id is None)

@@ -38,7 +38,7 @@ class StatusBar(Static):
         info = replace(self.info, **changes)
         if info != self.info:
             self.info = info
-            self.update(self.render_info())
+            self.update(self.render_info(), layout=False)  # one line, always: no relayout
 
     def render_info(self) -> Content:
         i = self.info
