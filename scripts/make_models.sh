@@ -46,7 +46,7 @@ KO_ATTR="Training text: the Korean LibreOffice help (c) The Document Foundation 
 ko_mini() {
   $GPTTERM train "$T/ko_lo_help.txt" "$T/ko_konlpy.txt" --out "$MODELS/ko-mini" \
     --tokenizer sentencepiece --vocab-size 8000 --layers 3 --width 192 --heads 4 --context 256 \
-    --epochs 3 --batch-size 8 --lr 0.0015 --seed 0 --save-every 200 \
+    --epochs 2 --batch-size 8 --lr 0.0015 --seed 0 --save-every 200 \
     --save-dtype bf16 --sample-prompt "대한민국 헌법은" \
     --name ko-mini --language ko --license mit \
     --description "A tiny Korean GPT-2 with a KoGPT2-style SentencePiece tokenizer." \

@@ -30,16 +30,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("corpus", nargs="+", metavar="CORPUS", help="UTF-8 text files (or folders)")
     t.add_argument("--tokenizer", choices=("bpe", "sentencepiece"), default="bpe",
                    help="byte-level BPE (tokenizers) or SentencePiece (default: bpe)")
-    t.add_argument("--vocab-size", "--vocab", dest="vocab_size", type=int, default=8000,
+    t.add_argument("--vocab-size", "--vocab", dest="vocab_size", type=int, metavar="N", default=8000,
                    help="tokenizer vocabulary size (default: 8000)")
-    t.add_argument("--layers", "--n-layer", dest="n_layer", type=int, default=4,
+    t.add_argument("--layers", "--n-layer", dest="n_layer", type=int, metavar="N", default=4,
                    help="transformer blocks (default: 4)")
-    t.add_argument("--width", "--n-embd", "--d-model", dest="n_embd", type=int, default=256,
+    t.add_argument("--width", "--n-embd", "--d-model", dest="n_embd", type=int, metavar="N", default=256,
                    help="embedding width (default: 256)")
-    t.add_argument("--heads", "--n-head", dest="n_head", type=int, default=4,
+    t.add_argument("--heads", "--n-head", dest="n_head", type=int, metavar="N", default=4,
                    help="attention heads (default: 4)")
     t.add_argument("--context", "--n-positions", "--n-ctx", "--block-size", "--seq-len",
-                   dest="n_ctx", type=int, default=256,
+                   dest="n_ctx", type=int, metavar="N", default=256,
                    help="context length in tokens (default: 256)")
     _loop_options(t, lr=1e-3)
     t.set_defaults(func=run_train, mode="train")
@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "on text files; the base tokenizer is kept.")
     f.add_argument("base", metavar="BASE", help="catalog name (see `gptterm models`) or dir")
     f.add_argument("corpus", nargs="+", metavar="CORPUS", help="UTF-8 text files (or folders)")
-    f.add_argument("--context", "--n-ctx", "--block-size", "--seq-len", dest="n_ctx", type=int,
+    f.add_argument("--context", "--n-ctx", "--block-size", "--seq-len", dest="n_ctx", type=int, metavar="N",
                    default=None, help="training sequence length (default: the base's context)")
     _loop_options(f, lr=3e-4)
     f.set_defaults(func=run_finetune, mode="finetune")
@@ -68,13 +68,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _loop_options(p: argparse.ArgumentParser, lr: float) -> None:
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output model folder")
-    p.add_argument("--epochs", type=int, default=None, help="passes over the corpus "
+    p.add_argument("--epochs", type=int, default=None, metavar="N", help="passes over the corpus "
                    "(default: 1)")
-    p.add_argument("--max-steps", "--steps", dest="max_steps", type=int, default=None,
+    p.add_argument("--max-steps", "--steps", dest="max_steps", type=int, metavar="N", default=None,
                    help="stop after this many steps (overrides --epochs)")
-    p.add_argument("--batch-size", type=int, default=16, help="sequences per step "
+    p.add_argument("--batch-size", type=int, default=16, metavar="N", help="sequences per step "
                    "(default: 16)")
-    p.add_argument("--lr", "--learning-rate", dest="lr", type=float, default=lr,
+    p.add_argument("--lr", "--learning-rate", dest="lr", type=float, default=lr, metavar="LR",
                    help=f"peak learning rate (default: {lr:g})")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout (default: 0)")
     p.add_argument("--val", action="append", default=[], metavar="FILE",

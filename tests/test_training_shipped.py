@@ -1,0 +1,99 @@
+"""The models shipped in gptterm/models/ load by name offline and generate sensible text."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+
+import pytest
+
+from gptterm import catalog, cli, paths
+
+COMMON_ENGLISH = set("""the and to of i you my a that in is not me it with be your his this but he
+have for thou thy so will what all her do no shall by we if are our lord him on or as good come
+now sir o let they thee would at was from more well which then there how here than when love man
+their them may upon she an one say make know like did should go hath must see am yet us why out
+who some too where king give can these speak up time doth tis heaven death life night day sweet
+fair""".split())
+PROMPTS = {"shakespeare-mini": "To be, or not to be", "sonnets-mini": "Shall I compare thee",
+           "ko-mini": "대한민국 헌법은", "tang-mini": "春眠不觉晓"}
+LIMIT_BYTES = 30 * 1024 * 1024
+OTHERS: list[str] = []  # shipped next to the default
+
+
+def shipped_names() -> list[str]:
+    return [spec.name for spec in catalog.shipped_models()]
+
+
+def generate(name: str, seed: int = 0, n: int = 40) -> str:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = catalog.resolve(name).source
+    tok = AutoTokenizer.from_pretrained(source, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True,
+                                                 dtype=torch.float32)
+    ids = tok(PROMPTS[name], return_tensors="pt")["input_ids"]
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=n, do_sample=True, top_k=40, temperature=0.8,
+                             pad_token_id=tok.eos_token_id)
+    return tok.decode(out[0][ids.shape[1]:], skip_special_tokens=True)
+
+
+def test_default_model_is_shipped():
+    assert catalog.DEFAULT_MODEL == "shakespeare-mini"
+    assert "shakespeare-mini" in shipped_names()
+
+
+def test_shakespeare_mini_continues_hamlet_with_real_words():
+    text = generate("shakespeare-mini")
+    words = re.findall(r"[a-z']+", text.lower())
+    assert sum(w in COMMON_ENGLISH for w in words) >= 5, text
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_other_shipped_models_generate_in_their_language(name):
+    assert name in shipped_names()
+    text = generate(name)
+    if name == "sonnets-mini":
+        assert sum(w in COMMON_ENGLISH for w in re.findall(r"[a-z']+", text.lower())) >= 5
+    elif name == "ko-mini":
+        assert len(re.findall(r"[가-힣]", text)) >= 10, text
+    else:
+        assert len(re.findall(r"[\u4e00-\u9fff]", text)) >= 10, text
+
+
+def _safetensors_dtypes(path) -> set[str]:
+    with open(path, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(size))
+    return {v["dtype"] for k, v in header.items() if k != "__metadata__"}
+
+
+def test_shipped_models_are_small_half_precision_and_documented():
+    root = paths.shipped_models_dir()
+    total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    assert total <= LIMIT_BYTES
+    for name in shipped_names():
+        folder = root / name
+        assert _safetensors_dtypes(folder / "model.safetensors") <= {"BF16", "F16"}
+        assert not (folder / "checkpoint").exists()
+        card = (folder / "README.md").read_text(encoding="utf-8")
+        assert "scripts/make_models.sh" in card and "gptterm " in card
+        assert "License and attribution" in card and "val perplexity" in card.lower()
+
+
+def test_perplexity_by_catalog_name(tmp_path, capsys):
+    text = tmp_path / "hamlet.txt"
+    text.write_text("To be, or not to be, that is the question:\nWhether 'tis nobler in the "
+                    "mind to suffer\nThe slings and arrows of outrageous fortune,\n",
+                    encoding="utf-8")
+    noise = tmp_path / "noise.txt"
+    noise.write_text("Qzx vprk jjw, ulmf xxq bnt zzv. " * 4, encoding="utf-8")
+    assert cli.main(["perplexity", "shakespeare-mini", str(text), "--json"]) == 0
+    good = json.loads(capsys.readouterr().out)["perplexity"]
+    assert cli.main(["perplexity", "shakespeare-mini", str(noise), "--json"]) == 0
+    bad = json.loads(capsys.readouterr().out)["perplexity"]
+    assert good < 200 < bad
