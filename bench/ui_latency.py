@@ -4,7 +4,8 @@ Runs the real app in a pseudo-terminal, as a user's terminal would: the bench wr
 key bytes to the pty and times how long until the typed character comes back in
 the app's screen output. During the keypress test a fake engine streams `--rate`
 tokens a second (default 1000, far faster than any real model on this CPU) in lines of
-about 60 characters, so the transcript repaints all the time.
+about 60 characters; each reply of `--reply-tokens` is continued at once (as Ctrl+G
+would), so the transcript repaints all the time and replies keep a realistic length.
 
     .venv/bin/python bench/ui_latency.py [--keys 100] [--model NAME_OR_DIR]
 
@@ -40,7 +41,7 @@ MARKERS = "QWZXJKVYUBDEGO"
 # ---------------------------------------------------------------- the app, in the child
 
 
-def child(engine: str, model: str | None, rate: float) -> None:
+def child(engine: str, model: str | None, rate: float, reply_tokens: int) -> None:
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "tests"))
     from gptterm.ui.app import make_app
@@ -48,8 +49,13 @@ def child(engine: str, model: str | None, rate: float) -> None:
     if engine == "fake":
         from ui_fakes import FakeEngine
 
-        factory = lambda emit: FakeEngine(emit, stream_forever=True, rate=rate)
-        make_app(model="fake-model", engine_factory=factory).run()
+        def factory(emit):
+            # After each reply, continue it at once: the engine never stops streaming.
+            return FakeEngine(emit, stream_forever=True, rate=rate, reply_tokens=reply_tokens,
+                              on_done=lambda: app.call_from_thread(app.action_continue_reply))
+
+        app = make_app(model="fake-model", engine_factory=factory)
+        app.run()
     else:
         make_app(model=model).run()
 
@@ -60,12 +66,14 @@ def child(engine: str, model: str | None, rate: float) -> None:
 class Terminal:
     """A child process on a pty; read its output, write keys, time what comes back."""
 
-    def __init__(self, engine: str, model: str | None, env: dict[str, str], rate: float):
+    def __init__(self, engine: str, model: str | None, env: dict[str, str], rate: float,
+                 reply_tokens: int):
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
         self.master = master
         self.t0 = time.perf_counter()
-        args = [sys.executable, __file__, "--child", engine, "--rate", str(rate)]
+        args = [sys.executable, __file__, "--child", engine, "--rate", str(rate),
+                "--reply-tokens", str(reply_tokens)]
         args += ["--model", model] if model else []
         self.proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env,
                                      start_new_session=True, cwd=ROOT)
@@ -117,9 +125,9 @@ class Terminal:
 
 
 def launch(engine: str, model: str | None, env: dict[str, str],
-           rate: float = 0) -> tuple[Terminal, float, float]:
+           rate: float = 0, reply_tokens: int = 0) -> tuple[Terminal, float, float]:
     """Start the app; (terminal, seconds to first frame, seconds to first key echoed)."""
-    term = Terminal(engine, model, env, rate)
+    term = Terminal(engine, model, env, rate, reply_tokens)
     shown = term.read_until(PROMPT_MARK) - term.t0
     sent = term.send(b"Q")
     echoed = term.read_until(b"Q") - term.t0
@@ -140,10 +148,12 @@ def main() -> int:
     parser.add_argument("--model", help="also time launch with the real engine and this model")
     parser.add_argument("--rate", type=float, default=1000.0,
                         help="tokens per second the fake engine streams (default 1000)")
+    parser.add_argument("--reply-tokens", type=int, default=400,
+                        help="tokens per reply; each is continued at once (default 400)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.model, args.rate)
+        child(args.child, args.model, args.rate, args.reply_tokens)
         return 0
 
     tmp = Path(tempfile.mkdtemp(prefix="gptterm-bench-"))
@@ -151,7 +161,7 @@ def main() -> int:
            "GPTTERM_CONFIG_DIR": str(tmp / "config"), "HF_HUB_OFFLINE": "1",
            "TERM": "xterm-256color", "COLUMNS": str(COLS), "LINES": str(ROWS)}
 
-    term, shown, echoed = launch("fake", None, env, args.rate)
+    term, shown, echoed = launch("fake", None, env, args.rate, args.reply_tokens)
     print(f"launch to first frame (fake engine):        {shown * 1000:7.0f} ms")
     print(f"launch to first key echoed (fake engine):   {echoed * 1000:7.0f} ms")
 
@@ -174,7 +184,8 @@ def main() -> int:
         term.drain(0.03)
     term.close()
     ms = [x * 1000 for x in latencies]
-    print(f"keypress to screen while streaming {args.rate:g} tok/s, {len(ms)} keys: "
+    print(f"keypress to screen while streaming {args.rate:g} tok/s "
+          f"(replies of {args.reply_tokens} tokens, each continued at once), {len(ms)} keys: "
           f"p50 {statistics.median(ms):.1f} ms, p95 {percentile(ms, 0.95):.1f} ms, "
           f"max {max(ms):.1f} ms")
 

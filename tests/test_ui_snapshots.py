@@ -6,6 +6,8 @@ models, a frozen clock for the speed figures, and sessions created "now".
 
 from __future__ import annotations
 
+from textual.command import CommandList, CommandPalette
+from textual.widgets import Input
 from ui_fakes import Engines, ready, until
 
 from gptterm.store import Store
@@ -64,8 +66,11 @@ def test_command_palette(snap_compare, ui_env):
     async def run_before(pilot):
         await ready(pilot)
         await pilot.press("ctrl+p")
-        await pilot.press(*"Preset:")
-        await pilot.pause(0.6)
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        app.screen.query_one(Input).value = "Preset:"  # one search, as if typed
+        await until(pilot, lambda: app.screen.query_one(CommandList).option_count == 3
+                    and not app.screen._show_busy)
+        await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 

@@ -33,7 +33,8 @@ class FakeEngine:
     def __init__(self, emit: Callable[[Event], None], *, reply: Sequence[str] = ("Hello", " world"),
                  auto: bool = True, fail_models: dict[str, str] | None = None, n_ctx: int = 128,
                  device: str = "cpu", answer_loads: bool = True, stream_forever: bool = False,
-                 rate: float = 2000.0):
+                 rate: float = 2000.0, reply_tokens: int = 0,
+                 on_done: Callable[[], None] | None = None):
         self.emit = emit
         self.reply = list(reply)
         self.auto = auto
@@ -43,6 +44,8 @@ class FakeEngine:
         self.answer_loads = answer_loads
         self.stream_forever = stream_forever
         self.rate = rate  # tokens per second when streaming forever
+        self.reply_tokens = reply_tokens  # >0: each streamed reply ends after this many
+        self.on_done = on_done  # called (engine thread) after such a reply's Done
         self.commands: list = []
         self.active: Generate | None = None
         self.sent = 0
@@ -97,10 +100,16 @@ class FakeEngine:
         self.active = None
 
     def _flood(self, request_id: str) -> None:
-        """Stream `rate` tokens a second until cancelled (the latency bench)."""
+        """Stream `rate` tokens a second until cancelled or `reply_tokens` (the latency bench)."""
         n = 0
         start = time.perf_counter()
         while not self._stop.is_set():
+            if self.reply_tokens and n >= self.reply_tokens:
+                self.emit(Done(request_id, "length", n, n / self.rate, 0.0, n))
+                self.active = None
+                if self.on_done is not None:
+                    self.on_done()
+                return
             n += 1
             # Lines of about 60 characters, like verse or a play.
             self.emit(TextDelta(request_id, f" tok{n}" + ("\n" if n % 10 == 0 else ""), (n,)))

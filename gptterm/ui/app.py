@@ -50,7 +50,8 @@ from gptterm.protocol import (
     TextDelta,
 )
 from gptterm.ui.commands import PROVIDERS
-from gptterm.ui.messages import EngineEvent
+from gptterm.ui.feeder import StoreFeeder
+from gptterm.ui.messages import EngineEvent, StoreProblem
 from gptterm.ui.screens.dialogs import AskScreen, ConfirmScreen, PickerScreen
 from gptterm.ui.screens.help import HelpScreen
 from gptterm.ui.screens.replay import ReplayScreen
@@ -150,6 +151,11 @@ class Generation:
     view: TurnView | None = None
     dirty: bool = False
     stats: dict = field(default_factory=dict)
+    t0: float = field(default_factory=time.monotonic)  # when the store turn began
+
+    def since_start(self) -> float:
+        """Seconds since the turn began: the time stamp of a chunk, taken on arrival."""
+        return time.monotonic() - self.t0
 
 
 class MainScreen(Screen):
@@ -206,6 +212,7 @@ class GptTermApp(App[None]):
         self.session_id: str | None = None  # None: a new session not stored yet
         self.gen: Generation | None = None
         self.last_stats: dict = {}
+        self.feeder = StoreFeeder(lambda error: self.post_message(StoreProblem(error)))
         themes, theme_failures = load_themes()
         for theme in themes.values():
             self.register_theme(theme)
@@ -314,6 +321,7 @@ class GptTermApp(App[None]):
             closer = threading.Thread(target=engine.close, daemon=True)
             closer.start()
             closer.join(2.0)
+        self.feeder.close()
         if self._own_store and self.store is not None:
             self.store.close()
 
@@ -537,12 +545,12 @@ class GptTermApp(App[None]):
             return
         self.gen = None
         if not ui:  # quitting: the widgets are gone, only the store matters
-            gen.writer.finish(status, stats)
+            self.feeder.wait(gen.writer.finish, status, stats)
             return
         if gen.view is not None:
             gen.view.set_text(gen.text, status=status, note=note)
         try:
-            gen.writer.finish(status, stats)
+            self.feeder.wait(gen.writer.finish, status, stats)
         except Exception as exc:  # noqa: BLE001 - a store failure must not kill the UI
             self.notify(f"Could not save the reply: {exc}", severity="error")
         self.last_stats = stats
@@ -560,6 +568,9 @@ class GptTermApp(App[None]):
                                    "reused_tokens": gen.reused_tokens}, ui=ui)
         if notify and gen.session_id != self.session_id:
             self.notify("Stopped the reply in another session (saved as cancelled)")
+
+    def on_store_problem(self, message: StoreProblem) -> None:
+        self.notify(f"Could not save the reply: {message.error}", severity="error", timeout=10)
 
     def on_engine_event(self, message: EngineEvent) -> None:
         event = message.event
@@ -602,8 +613,8 @@ class GptTermApp(App[None]):
     def _started(self, event: Started) -> None:
         gen = self.gen
         gen.prompt_tokens, gen.reused_tokens = event.prompt_tokens, event.reused_tokens
-        gen.writer.set_stats(prompt_tokens=event.prompt_tokens,
-                             reused_tokens=event.reused_tokens)
+        self.feeder.call(gen.writer.set_stats, prompt_tokens=event.prompt_tokens,
+                         reused_tokens=event.reused_tokens)
         self.status.set(reused=event.reused_tokens, context=event.prompt_tokens)
 
     def _text_delta(self, event: TextDelta) -> None:
@@ -614,11 +625,13 @@ class GptTermApp(App[None]):
         if event.replace:
             gen.text = event.text
             gen.n_tokens = len(event.token_ids)
-            gen.writer.replace_text(event.text, event.token_ids)
+            self.feeder.call(gen.writer.replace_text, event.text, event.token_ids,
+                             gen.since_start())
         else:
             gen.text += event.text
             gen.n_tokens += len(event.token_ids)
-            gen.writer.append(event.text, event.token_ids)
+            self.feeder.call(gen.writer.append, event.text, event.token_ids,
+                             gen.since_start())
         gen.dirty = True
 
     def _done(self, event: Done) -> None:

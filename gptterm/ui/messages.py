@@ -1,4 +1,4 @@
-"""Messages the UI posts to itself: engine events arriving from the worker thread."""
+"""Messages the UI posts to itself from other threads: engine events, store problems."""
 
 from __future__ import annotations
 
@@ -16,3 +16,11 @@ class EngineEvent(Message):
 
     def __repr__(self) -> str:
         return f"EngineEvent({self.event!r})"
+
+
+class StoreProblem(Message):
+    """Saving a streamed reply failed (one line)."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
