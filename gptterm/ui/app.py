@@ -605,7 +605,7 @@ class GptTermApp(App[None]):
             self.loading_model = None
         self.status.set(model=self._short(event.name), device=event.device, n_ctx=event.n_ctx,
                         loading=self.loading_model and self._short(self.loading_model),
-                        load_message="", context=None, reused=None)
+                        load_message="", context=None, reused=None, tok_s=None, ttft=None)
         if self.settings.model != event.name:
             self.settings.model = event.name
             self.save_settings()

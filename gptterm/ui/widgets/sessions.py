@@ -11,6 +11,9 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 
+TITLE_CELLS = 24  # one line in the sidebar; wide (CJK) characters count as two
+
+
 def age(seconds: float) -> str:
     """A short "how long ago": now, 5m, 3h, 2d, 6w."""
     seconds = max(0.0, seconds)
@@ -39,8 +42,9 @@ class SessionList(OptionList):
         options = []
         for s in sessions:
             title = s.title or s.name or "untitled"
+            label = Content.styled(title, "bold" if s.id == current else "")
             options.append(Option(
-                Content.assemble((title, "bold" if s.id == current else ""), "\n",
+                Content.assemble(label.truncate(TITLE_CELLS, ellipsis=True), "\n",
                                  (age(now - s.updated), "dim")),
                 id=s.id,
             ))
