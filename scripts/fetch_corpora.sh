@@ -29,7 +29,9 @@ cp "$M/paradise_regained_gut.txt" "$T/en_poetry_heldout.txt"
 # ko-mini: LibreOffice Korean help (HTML -> text) plus konlpy's kolaw/kobill.
 # Only lines with Hangul: many help pages are still untranslated English.
 "$PY" "$ROOT/scripts/html_to_text.py" deb/usr/share/libreoffice/help/ko "$T/ko_lo_help.txt" '[가-힣]'
+# (their layout spaces, CRLFs and blank lines squeezed out)
 cat konlpy_whl/konlpy/data/corpus/kolaw/*.txt konlpy_whl/konlpy/data/corpus/kobill/*.txt \
+    | "$PY" -c 'import sys; print("\n".join(" ".join(l.split()) for l in sys.stdin if l.strip()))' \
     > "$T/ko_konlpy.txt"
 # tang-mini: Tang and Song poems without the ANSI colour codes.
 sed 's/\x1b\[[0-9;]*m//g' deb/usr/share/games/fortunes/tang300 deb/usr/share/games/fortunes/song100 \

