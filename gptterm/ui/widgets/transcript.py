@@ -7,6 +7,8 @@ text streams in, and lets go when the user scrolls up.
 
 from __future__ import annotations
 
+import time
+
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.widgets import Static
@@ -19,6 +21,7 @@ _STATUS_MARK = {"cancelled": "⏹ cancelled", "failed": "✗ failed", "partial":
 # second is what gets slow), and the screen holds few widgets to lay out.
 SEGMENT_CHARS = 800  # past this, freeze the live segment up to its last newline
 HARD_SEGMENT_CHARS = 3000  # no newline for this long: freeze up to the last space
+LAYOUT_S = 0.1  # while streaming, new lines appear at most this late
 BLOCK_CHARS = 12000  # a frozen block grows to about this before a new one starts
 
 
@@ -51,6 +54,8 @@ class TurnView(Vertical):
         self._block: Static | None = None
         self._live = Static(classes="segment")
         self._live_lines = 0  # wrapped height of the live segment, to skip needless layouts
+        self._laid_out = 0.0  # when the screen was last laid out for this turn
+        self._catch_up_pending = False
         super().__init__(self._live, classes=f"turn {role}")
         self.set_text(text)
 
@@ -91,9 +96,22 @@ class TurnView(Vertical):
         content = self._content(tail)
         width = self._live.content_region.width or self.content_region.width
         lines = len(content.wrap(width)) if width > 0 else -1
-        # Repaint only, unless the live segment changed height (a layout is costly).
-        self._live.update(content, layout=lines != self._live_lines or lines < 0)
-        self._live_lines = lines
+        # Repaint only, unless the live segment changed height: then lay the screen out
+        # again, at most LAYOUT_S apart while streaming (a layout is the costly part).
+        now = time.monotonic()
+        relayout = lines != self._live_lines or lines < 0
+        if relayout and status is None and now - self._laid_out < LAYOUT_S:
+            relayout = False
+            if not self._catch_up_pending and self.is_attached:
+                self._catch_up_pending = True  # grow it soon, even if no more text comes
+                self.set_timer(LAYOUT_S, self._catch_up)
+        self._live.update(content, layout=relayout)
+        if relayout:
+            self._live_lines, self._laid_out = lines, now
+
+    def _catch_up(self) -> None:
+        self._catch_up_pending = False
+        self.set_text(self.text, status=self.status)
 
 
 class Transcript(VerticalScroll):
