@@ -10,7 +10,6 @@ from textual.content import Content
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-
 TITLE_CELLS = 24  # one line in the sidebar; wide (CJK) characters count as two
 
 
