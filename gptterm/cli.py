@@ -31,9 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # Plain `gptterm` (and `gptterm --model X`) opens the TUI.
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["tui", *argv]
     args = parser.parse_args(argv)
-    if args.command is None:  # plain `gptterm` opens the TUI
-        args = parser.parse_args(["tui", *(argv or [])])
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:

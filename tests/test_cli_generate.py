@@ -96,3 +96,13 @@ def test_ctrl_c_cancels_and_exits_cleanly(tmp_path):
     assert done["event"] == "done" and done["reason"] == "cancelled"
     assert 1 <= done["n_tokens"] < 1000
     assert "Traceback" not in proc.stderr.read()
+
+
+def test_top_level_options_open_the_tui(monkeypatch):
+    from gptterm import cli
+
+    seen = {}
+    monkeypatch.setattr("gptterm.commands.tui.run", lambda args: seen.update(vars(args)) or 0)
+    assert cli.main(["--model", "shakespeare-mini", "--preset", "greedy"]) == 0
+    assert seen["command"] == "tui" and seen["model"] == "shakespeare-mini"
+    assert cli.main([]) == 0 and seen["model"] is None
