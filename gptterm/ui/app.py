@@ -74,16 +74,6 @@ def default_engine_factory(emit: Callable[[Event], None]) -> Any:
     return Engine(emit)
 
 
-def delete_turn(store: Any, turn_id: int) -> None:
-    """Remove one turn (regenerate replaces the last reply)."""
-    if hasattr(store, "delete_turn"):
-        store.delete_turn(turn_id)
-        return
-    # The store has no public delete_turn yet; its FTS triggers keep search in step.
-    with store._write() as conn:
-        conn.execute("DELETE FROM turns WHERE id = ?", (turn_id,))
-
-
 @dataclass(frozen=True)
 class KeyAction:
     """A key binding that is also a palette command and a help-screen row."""
@@ -678,7 +668,7 @@ class GptTermApp(App[None]):
         if not turns or turns[-1].role != "model":
             self.notify("No reply to regenerate")
             return
-        delete_turn(self.store, turns[-1].id)
+        self.store.delete_turn(turns[-1].id)
         self.open_session(self.session_id)
         self._start_generation(self.session_id)
 
