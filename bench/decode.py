@@ -10,39 +10,27 @@ TTFT(900, reused) <= 1.5 x TTFT(20, reused).
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
+    from gpt2_shape import setup
+
+    bench = setup(__doc__, default_tokens=64)
+    args, tok, hf, client = bench.args, bench.tok, bench.hf, bench.client
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from gpt2_shape import gpt2_124m_dir
-    from gptterm.engine.client import EngineClient
     from gptterm.presets import Preset
     from gptterm.protocol import Generate
 
-    model_dir = gpt2_124m_dir()
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    dtype = torch.float16 if args.device == "cuda" else torch.float32
-    hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(args.device).eval()
-    words = ("the quick brown fox jumps over the lazy dog and keeps on running far away "
-             "into the hills ").split()
-    text = " ".join(words[i % len(words)] for i in range(2000))
+    line = "the quick brown fox jumps over the lazy dog and keeps on running into the hills"
+    text = " ".join([line] * 200)
 
     def prompt_of(n: int) -> str:
         return tok.decode(tok(text).input_ids[:n])
@@ -62,8 +50,6 @@ def main() -> None:
         assert out.shape[1] - ids.shape[1] == n
         return (time.perf_counter() - start) * 1000 / n
 
-    client = EngineClient(device=args.device)
-    client.load(str(model_dir), args.device)
     counter = iter(range(10**6))
 
     def engine_run(session: str, prompt: str, max_new: int):

@@ -7,26 +7,23 @@ Everything is cached under ~/.cache/gptterm-bench.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
+import os
 import subprocess
 import sys
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from gptterm.engine.detokenize import bytes_to_unicode
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 CACHE = Path.home() / ".cache" / "gptterm-bench"
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    keep = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
-    chars, extra = keep[:], 0
-    for b in range(256):
-        if b not in keep:
-            keep.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(keep, map(chr, chars)))
 
 
 def _fetch_ranks() -> dict[bytes, int]:
@@ -55,7 +52,7 @@ def build_tokenizer(out: Path) -> None:
     from transformers import PreTrainedTokenizerFast
 
     ranks = _fetch_ranks()
-    b2u = _bytes_to_unicode()
+    b2u = bytes_to_unicode()
 
     def text(token: bytes) -> str:
         return "".join(b2u[b] for b in token)
@@ -86,6 +83,38 @@ def build_tokenizer(out: Path) -> None:
     cfg["tokenizer_class"] = "GPT2TokenizerFast"
     (out / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2))
     assert tok("Hello world")["input_ids"] == [15496, 995]
+
+
+@dataclass
+class Bench:
+    """What every decode bench needs: options, tokenizer, HF model and a loaded engine."""
+
+    args: argparse.Namespace
+    model_dir: Path
+    tok: Any
+    hf: Any  # transformers model on args.device
+    client: Any  # gptterm EngineClient with the same model loaded
+
+
+def setup(doc: str, default_tokens: int) -> Bench:
+    """Parse `--tokens --repeats --device`, then load the model into HF and the engine."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--tokens", type=int, default=default_tokens)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from gptterm.engine.client import EngineClient
+
+    model_dir = gpt2_124m_dir()
+    dtype = torch.float16 if args.device == "cuda" else torch.float32
+    hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(args.device).eval()
+    client = EngineClient(device=args.device)
+    client.load(str(model_dir), args.device)
+    return Bench(args, model_dir, AutoTokenizer.from_pretrained(model_dir), hf, client)
 
 
 def gpt2_124m_dir() -> Path:

@@ -10,36 +10,25 @@ see the same machine load.
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--tokens", type=int, default=48)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
+    from gpt2_shape import setup
+
+    bench = setup(__doc__, default_tokens=48)
+    args, tok, hf, client = bench.args, bench.tok, bench.hf, bench.client
 
     import torch
-    from gpt2_shape import gpt2_124m_dir
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from gptterm import presets
-    from gptterm.engine.client import EngineClient
     from gptterm.protocol import Generate
 
-    model_dir = gpt2_124m_dir()
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    dtype = torch.float16 if args.device == "cuda" else torch.float32
-    hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(args.device).eval()
     prompt = "Once upon a time there was a little model that wrote poems about the sea"
     ids = tok(prompt, return_tensors="pt").input_ids.to(args.device)
     n = args.tokens
@@ -48,8 +37,6 @@ def main() -> None:
     methods = {name: loaded[name].replace(min_new_tokens=n)
                for name in ("greedy", "creative", "contrastive", "beam")}
 
-    client = EngineClient(device=args.device)
-    client.load(str(model_dir), args.device)
     counter = iter(range(10**6))
 
     def engine_ms(name: str) -> float:

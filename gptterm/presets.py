@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from gptterm.tomlfiles import load_dirs, read_toml
+
 METHODS = ("greedy", "sample", "beam", "contrastive")
 
 # Filter steps in the order transformers applies them in `generate`.
@@ -238,18 +240,10 @@ def apply_assignments(preset: Preset, assignments: Iterable[str]) -> Preset:
 
 def load_file(path: Path) -> Preset:
     """Load one preset file; its name is the file stem."""
-    where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PresetError(f"{where}: cannot read: {exc}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PresetError(f"{where}: not valid TOML: {exc}") from None
+    data = read_toml(path, PresetError)
     if "name" in data:
-        raise PresetError(f"{where}: unknown key 'name': the file name is the preset name")
-    return from_mapping(data, name=path.stem, where=where, source=where)
+        raise PresetError(f"{path}: unknown key 'name': the file name is the preset name")
+    return from_mapping(data, name=path.stem, where=str(path), source=str(path))
 
 
 def load_all(dirs: Iterable[Path]) -> tuple[dict[str, Preset], list[str]]:
@@ -258,17 +252,7 @@ def load_all(dirs: Iterable[Path]) -> tuple[dict[str, Preset], list[str]]:
     Returns:
         (presets by name, one error line per file that failed).
     """
-    loaded: dict[str, Preset] = {}
-    failed: list[str] = []
-    for directory in dirs:
-        if not directory.is_dir():
-            continue
-        for path in sorted(directory.glob("*.toml")):
-            try:
-                loaded[path.stem] = load_file(path)
-            except PresetError as exc:
-                failed.append(str(exc))
-    return loaded, failed
+    return load_dirs(dirs, load_file, PresetError)
 
 
 def load_presets() -> tuple[dict[str, Preset], list[str]]:

@@ -10,7 +10,6 @@ streams into a `TurnWriter` (autosaved), ending with the Done reason as its stat
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from gptterm.protocol import Done, Event, Failed, Generate, Started, TextDelta
@@ -107,12 +106,6 @@ def open_recorder(args: argparse.Namespace, prompt: str) -> SessionRecorder | No
     ref = getattr(args, "session", None)
     if not ref:
         return None
-    from gptterm.cli import UsageError
+    from gptterm.commands.sessions import open_store
 
-    try:
-        store = Store()
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
-    if store.recovery_message:
-        print(f"gptterm: {store.recovery_message}", file=sys.stderr)
-    return SessionRecorder(store, ref, prompt)
+    return SessionRecorder(open_store(), ref, prompt)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import codecs
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 # CJK ideographs, kana, hangul and CJK punctuation: a BERT-style decode puts spaces
 # between them that the original text never had.
@@ -31,11 +32,8 @@ def strip_cjk_spaces(text: str) -> str:
     return _CJK_SPACES.sub("", text)
 
 
-def _byte_level_table(tokenizer: Any) -> dict[str, int] | None:
-    """The char -> byte table of a byte-level BPE tokenizer, or None for other kinds."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None or type(backend.decoder).__name__ != "ByteLevel":
-        return None
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable character table (byte-level BPE vocabularies use it)."""
     keep = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
     chars, extra = keep[:], 0
     for b in range(256):
@@ -43,7 +41,15 @@ def _byte_level_table(tokenizer: Any) -> dict[str, int] | None:
             keep.append(b)
             chars.append(256 + extra)
             extra += 1
-    return {chr(c): b for b, c in zip(keep, chars)}
+    return dict(zip(keep, map(chr, chars)))
+
+
+def _byte_level_table(tokenizer: Any) -> dict[str, int] | None:
+    """The char -> byte table of a byte-level BPE tokenizer, or None for other kinds."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or type(backend.decoder).__name__ != "ByteLevel":
+        return None
+    return {char: byte for byte, char in bytes_to_unicode().items()}
 
 
 class IncrementalDecoder:

@@ -7,7 +7,6 @@ is reported as one line and skipped; the others still load.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
 from gptterm import paths
+from gptterm.tomlfiles import load_dirs, read_toml
 
 DEFAULT_THEME = "gptterm-dark"
 _COLORS = (
@@ -91,12 +91,7 @@ def load_theme_file(path: Path) -> Theme:
         ThemeError: unreadable, not TOML, or invalid fields.
     """
     where = str(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ThemeError(f"{where}: cannot read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ThemeError(f"{where}: not valid TOML: {exc}") from None
+    data = read_toml(path, ThemeError)
     return theme_from_mapping(data, name=path.stem, where=where)
 
 
@@ -108,16 +103,6 @@ def load_themes(dirs: Iterable[Path] | None = None) -> tuple[dict[str, Theme], l
     """
     if dirs is None:
         dirs = [paths.bundled_themes_dir(), paths.user_themes_dir()]
-    themes: dict[str, Theme] = {}
-    failed: list[str] = []
-    for directory in dirs:
-        if not directory.is_dir():
-            continue
-        for path in sorted(directory.glob("*.toml")):
-            try:
-                theme = load_theme_file(path)
-            except ThemeError as exc:
-                failed.append(str(exc))
-            else:
-                themes[theme.name] = theme
+    by_file, failed = load_dirs(dirs, load_theme_file, ThemeError)
+    themes = {theme.name: theme for theme in by_file.values()}
     return themes, failed
