@@ -10,6 +10,7 @@ from textual.command import CommandList, CommandPalette
 from textual.widgets import Input
 from ui_fakes import Engines, ready, until
 
+from gptterm.protocol import Generate
 from gptterm.store import Store
 from gptterm.ui.app import make_app
 from gptterm.ui.widgets.prompt import PromptArea
@@ -112,3 +113,51 @@ def test_korean_transcript_wraps_wide_characters(snap_compare, ui_env):
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=(72, 24), run_before=run_before)
+
+
+def test_token_inspector(snap_compare, ui_env):
+    alternatives = [((" thee", 0.41), (" the", 0.22), (" you", 0.09), (" my", 0.05), (" a", 0.03)),
+                    ((" to", 0.62), (" unto", 0.11), (" with", 0.08), (" as", 0.04), (",", 0.02)),
+                    ((" a", 0.35), (" the", 0.31), (" my", 0.06), (" thy", 0.05), (" some", 0.04)),
+                    ((" winter", 0.07), (" fair", 0.06), (" rose", 0.05), (" spring", 0.03),
+                     (" day", 0.02)),  # a sampled token outside the top 5
+                    (("'s", 0.48), (" day", 0.25), (" night", 0.12), (" morn", 0.05),
+                     (" sun", 0.04)),
+                    ((" day", 0.66), (" morning", 0.10), (" evening", 0.05), (" eve", 0.03),
+                     (" noon", 0.02)),
+                    (("?", 0.71), (",", 0.12), (".", 0.06), (";", 0.03), ("!", 0.02))]
+    app, engines = pinned_app(reply=[" thee", " to", " a", " summer", "'s", " day", "?"],
+                              alternatives=alternatives)
+
+    async def run_before(pilot):
+        await ready(pilot)
+        await pilot.press("ctrl+l")
+        app.main.query_one(PromptArea).focus()
+        await pilot.press(*"Shall I compare", "enter")
+        await until(pilot, lambda: app.gen is None and engines.one.sent_commands(Generate))
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_compare_presets(snap_compare, ui_env):
+    store = Store()
+    session = store.create_session("sonnet")
+    store.add_turn(session.id, "user", "Shall I compare thee")
+    store.add_turn(session.id, "model", " to a summer's day?")
+    app, _ = pinned_app(store=store, replies={
+        "alpha": [" Thou", " art", " more", " lovely", " and", " more", " temperate."],
+        "beta": [" Rough", " winds", " do", " shake", " the", " darling", " buds", " of", " May,"],
+        "gamma": [" And", " summer's", " lease", " hath", " all", " too", " short", " a", " date."],
+    })
+    app.seed_source = lambda: 1234
+
+    async def run_before(pilot):
+        await ready(pilot)
+        app.open_session(session.id)
+        await pilot.press("ctrl+f", "down", "down", "space", "enter")
+        await until(pilot, lambda: app.compare is not None
+                    and all(r.state == "done" for r in app.compare.runs))
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -1,8 +1,9 @@
 """A scripted fake engine for UI tests and the UI latency bench (same API as the real Engine).
 
 It answers LoadModel at once (or fails the names in `fail_models`), and either plays
-a scripted reply for each Generate (`auto=True`) or waits for the test to stream
-text and finish by hand. Cancel answers Done(reason="cancelled") like the real one.
+a scripted reply for each Generate (`auto=True`; `replies` picks one per preset name,
+and `alternatives` are sent per piece when the Generate asks for `inspect_top_k`, top
+k of them) or waits for the test to stream text and finish by hand. Cancel answers Done(reason="cancelled") like the real one.
 Events go out through `emit`, i.e. the app's thread-safe post_message.
 """
 
@@ -34,7 +35,9 @@ class FakeEngine:
                  auto: bool = True, fail_models: dict[str, str] | None = None, n_ctx: int = 128,
                  device: str = "cpu", answer_loads: bool = True, stream_forever: bool = False,
                  rate: float = 2000.0, reply_tokens: int = 0,
-                 on_done: Callable[[], None] | None = None):
+                 on_done: Callable[[], None] | None = None,
+                 replies: dict[str, Sequence[str]] | None = None,
+                 alternatives: Sequence[Sequence[tuple[str, float]]] = ()):
         self.emit = emit
         self.reply = list(reply)
         self.auto = auto
@@ -46,6 +49,8 @@ class FakeEngine:
         self.rate = rate  # tokens per second when streaming forever
         self.reply_tokens = reply_tokens  # >0: each streamed reply ends after this many
         self.on_done = on_done  # called (engine thread) after such a reply's Done
+        self.replies = replies or {}
+        self.alternatives = list(alternatives)  # per piece of the reply
         self.commands: list = []
         self.active: Generate | None = None
         self.sent = 0
@@ -75,8 +80,12 @@ class FakeEngine:
                 threading.Thread(target=self._flood, args=(command.request_id,),
                                  daemon=True).start()
             elif self.auto:
-                for piece in self.reply:
-                    self.stream(piece)
+                # Like the real engine: beam and contrastive search give no alternatives.
+                k = command.inspect_top_k if command.preset.method in ("greedy", "sample") else 0
+                reply = self.replies.get(command.preset.name, self.reply)
+                for i, piece in enumerate(reply):
+                    alts = self.alternatives[i][:k] if k and i < len(self.alternatives) else ()
+                    self.stream(piece, alternatives=(tuple(alts),) if alts else ())
                 self.finish("eos")
         elif (isinstance(command, Cancel) and self.active is not None
               and command.request_id == self.active.request_id):
@@ -88,10 +97,11 @@ class FakeEngine:
         self.closed = True
 
     # what a test drives by hand
-    def stream(self, text: str, replace: bool = False) -> None:
+    def stream(self, text: str, replace: bool = False, alternatives: tuple = ()) -> None:
         assert self.active is not None, "no generation is running"
         self.sent += 1
-        self.emit(TextDelta(self.active.request_id, text, (self.sent,), replace=replace))
+        self.emit(TextDelta(self.active.request_id, text, (self.sent,), alternatives,
+                            replace=replace))
 
     def finish(self, reason: str = "eos") -> None:
         assert self.active is not None, "no generation is running"

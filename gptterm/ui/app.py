@@ -52,10 +52,12 @@ from gptterm.protocol import (
 from gptterm.ui.commands import PROVIDERS
 from gptterm.ui.feeder import StoreFeeder
 from gptterm.ui.messages import EngineEvent, StoreProblem
-from gptterm.ui.screens.dialogs import AskScreen, ConfirmScreen, PickerScreen
+from gptterm.ui.screens.compare import CompareScreen
+from gptterm.ui.screens.dialogs import AskScreen, ChooseManyScreen, ConfirmScreen, PickerScreen
 from gptterm.ui.screens.help import HelpScreen
 from gptterm.ui.screens.replay import ReplayScreen
 from gptterm.ui.themes import DEFAULT_THEME, load_themes
+from gptterm.ui.widgets.inspector import TokenInspector
 from gptterm.ui.widgets.prompt import PromptArea
 from gptterm.ui.widgets.sessions import SessionList
 from gptterm.ui.widgets.status import StatusBar
@@ -65,6 +67,8 @@ EngineFactory = Callable[[Callable[[Event], None]], Any]
 FRAME_S = 1 / 30  # streamed text reaches the screen at most 30 times a second
 STATUS_OF_REASON = {"eos": "complete", "length": "complete", "stop": "complete",
                     "cancelled": "cancelled"}
+INSPECT_TOP_K = 5  # candidates per token the token inspector asks for
+COMPARE_DEFAULTS = ("greedy", "top-p")  # compared with the current preset unless changed
 
 
 def default_engine_factory(emit: Callable[[Event], None]) -> Any:
@@ -88,7 +92,7 @@ class KeyAction:
 
 
 # Default keys. Avoid ctrl+m, ctrl+i, ctrl+h (terminals send Enter, Tab, Backspace),
-# ctrl+b (tmux) and the keys the prompt's TextArea uses (ctrl+a/e/k/u/w/y/z, f6/f7).
+# ctrl+b (tmux) and the keys the prompt's TextArea uses (ctrl+a/c/d/e/k/u/v/w/x/y/z, f6/f7).
 KEY_ACTIONS = (
     KeyAction("help", "f1", "help", "Help", "show every key"),
     KeyAction("new_session", "ctrl+n", "new_session", "New session", "start a new session"),
@@ -104,6 +108,10 @@ KEY_ACTIONS = (
     KeyAction("regenerate", "ctrl+r", "regenerate", "Regenerate", "write the last reply again"),
     KeyAction("continue", "ctrl+g", "continue_reply", "Continue", "continue the last reply"),
     KeyAction("copy_reply", "ctrl+t", "copy_reply", "Copy", "copy the last reply"),
+    KeyAction("toggle_inspector", "ctrl+l", "toggle_inspector", "Inspector",
+              "show each new token's top candidates"),
+    KeyAction("compare_presets", "ctrl+f", "compare_presets", "Compare",
+              "try 2-3 presets side by side (not saved)"),
     KeyAction("replay", "f8", "replay", "Replay", "replay the session with its timing"),
     KeyAction("toggle_sidebar", "ctrl+s", "toggle_sidebar", "Sidebar",
               "show or hide the sessions sidebar", show=False),
@@ -138,6 +146,7 @@ class Generation:
     reused_tokens: int = 0
     first_token_at: float | None = None
     cancelling: bool = False
+    inspect: bool = False  # alternatives were asked for
     view: TurnView | None = None
     dirty: bool = False
     stats: dict = field(default_factory=dict)
@@ -163,6 +172,7 @@ class MainScreen(Screen):
                 yield SessionList(clock=self.app.wall_clock, id="sessions")  # type: ignore
             with Vertical(id="body"):
                 yield Transcript(id="transcript")
+                yield TokenInspector(INSPECT_TOP_K, id="inspector")
                 yield PromptArea(id="prompt", placeholder="Write a beginning; Enter sends")
         yield StatusBar(id="status")
         yield Footer()
@@ -191,6 +201,7 @@ class GptTermApp(App[None]):
         self.settings, self._problems = config.load_settings(settings_path)
         self.clock: Callable[[], float] = time.monotonic  # tests pin these two
         self.wall_clock: Callable[[], float] = time.time
+        self.seed_source: Callable[[], int] = lambda: random.randrange(2**31)
         self.presets, preset_failures = load_presets()
         self._problems += preset_failures
         self.preset_name = self._initial_preset(preset)
@@ -202,6 +213,8 @@ class GptTermApp(App[None]):
         self.session_id: str | None = None  # None: a new session not stored yet
         self.gen: Generation | None = None
         self.last_stats: dict = {}
+        self.inspecting = False  # token inspector on: every Generate asks for alternatives
+        self.compare: CompareScreen | None = None  # open comparison: gets its engine events
         self.feeder = StoreFeeder(lambda error: self.post_message(StoreProblem(error)))
         themes, theme_failures = load_themes()
         for theme in themes.values():
@@ -324,6 +337,10 @@ class GptTermApp(App[None]):
     @property
     def transcript(self) -> Transcript:
         return self.main.query_one("#transcript", Transcript)
+
+    @property
+    def inspector(self) -> TokenInspector:
+        return self.main.query_one(TokenInspector)
 
     @property
     def preset(self) -> Preset:
@@ -503,18 +520,22 @@ class GptTermApp(App[None]):
 
     def _start_generation(self, session_id: str) -> None:
         preset = self.preset
-        seed = preset.seed if preset.seed is not None else random.randrange(2**31)
+        seed = preset.seed if preset.seed is not None else self.seed_source()
         prompt = self.store.context_text(session_id)
         writer = self.store.begin_turn(session_id, role="model",
                                        model=self.loading_model or self.model_name,
                                        preset=preset.values(), seed=seed)
         request_id = uuid.uuid4().hex[:12]
-        self.gen = Generation(request_id, session_id, writer, preset.name, self.clock())
+        self.gen = Generation(request_id, session_id, writer, preset.name, self.clock(),
+                              inspect=self.inspecting)
+        if self.inspecting:
+            self.inspector.begin(preset.method)
         if session_id == self.session_id:
             self.gen.view = self.transcript.add_turn("model", "")
             self.transcript.anchor()
         self.status.set(generating=True, cancelling=False, tok_s=None, ttft=None)
-        self.send(Generate(request_id, session_id, prompt, preset, seed=seed))
+        self.send(Generate(request_id, session_id, prompt, preset, seed=seed,
+                           inspect_top_k=INSPECT_TOP_K if self.inspecting else 0))
 
     def _flush_text(self) -> None:
         """Timer, about 30 times a second: show the text that arrived since the last frame."""
@@ -522,6 +543,8 @@ class GptTermApp(App[None]):
         if gen is None or not gen.dirty:
             return
         gen.dirty = False
+        if gen.inspect:
+            self.inspector.flush()
         if gen.view is not None:
             gen.view.set_text(gen.text)
         elapsed = self.clock() - (gen.first_token_at or gen.started)
@@ -539,6 +562,8 @@ class GptTermApp(App[None]):
             return
         if gen.view is not None:
             gen.view.set_text(gen.text, status=status, note=note)
+        if gen.inspect:
+            self.inspector.flush()
         try:
             self.feeder.wait(gen.writer.finish, status, stats)
         except Exception as exc:  # noqa: BLE001 - a store failure must not kill the UI
@@ -575,6 +600,8 @@ class GptTermApp(App[None]):
             kept = f"; still using {self._short(self.model_name)}" if self.model_name else ""
             self.notify(f"Could not load {event.name}: {event.error}{kept}",
                         title="Model not loaded", severity="error", timeout=15)
+        elif self.compare is not None and self.compare.owns(event):
+            self.compare.engine_event(event)
         elif self.gen is None or getattr(event, "request_id", None) != self.gen.request_id:
             return  # a stale event from a generation we already stopped
         elif isinstance(event, Started):
@@ -622,6 +649,8 @@ class GptTermApp(App[None]):
             gen.n_tokens += len(event.token_ids)
             self.feeder.call(gen.writer.append, event.text, event.token_ids,
                              gen.since_start())
+        if gen.inspect and self.inspecting:
+            self.inspector.add(event.text, event.token_ids, event.alternatives, event.replace)
         gen.dirty = True
 
     def _done(self, event: Done) -> None:
@@ -691,6 +720,59 @@ class GptTermApp(App[None]):
             return
         self.copy_to_clipboard(found[1])
         self.notify(f"Copied the last reply ({len(found[1])} characters)")
+
+    def action_toggle_inspector(self) -> None:
+        """Show or hide the token inspector; the next Generate asks for alternatives or not."""
+        self.inspecting = not self.inspecting
+        self.inspector.display = self.inspecting
+        if self.inspecting and not (self.gen and self.gen.inspect):
+            self.inspector.begin("")
+
+    def _compare_prompt(self) -> str | None:
+        """The session's context plus the prompt box text, or up to its last user turn."""
+        typed = self.main.query_one(PromptArea).text
+        turns = self.store.turns(self.session_id) if (
+            self.session_id is not None and self.store is not None) else []
+        if typed.strip():
+            return "".join(t.text for t in turns) + typed
+        last_user = max((i for i, t in enumerate(turns) if t.role == "user"), default=None)
+        if last_user is None:
+            return None
+        return "".join(t.text for t in turns[:last_user + 1])
+
+    def action_compare_presets(self) -> None:
+        if self.model_name is None and self.loading_model is None:
+            self.notify("No model is loaded: pick one with F5", severity="warning")
+            return
+        prompt = self._compare_prompt()
+        if prompt is None:
+            self.notify("Write a prompt (or open a session) to compare presets")
+            return
+        names = sorted(self.presets)
+        chosen = [n for n in (self.preset_name, *COMPARE_DEFAULTS) if n in self.presets]
+        chosen += [n for n in names if n not in chosen][:max(0, 2 - len(chosen))]
+        items = [(n, n, p.description or p.summary()) for n, p in sorted(self.presets.items())]
+
+        def picked(names: list[str] | None) -> None:
+            if names:
+                self._run_compare(prompt, [self.presets[n] for n in names])
+
+        self.push_screen(ChooseManyScreen("Compare presets: pick 2 or 3", items, chosen,
+                                          least=2, most=3, accept="compare"), picked)
+
+    def _run_compare(self, prompt: str, presets: list[Preset]) -> None:
+        if self.gen is not None:
+            self._stop_generation()  # the engine runs one reply at a time
+        current = self.preset
+        seed = current.seed if current.seed is not None else self.seed_source()
+        self.compare = CompareScreen(prompt, presets, seed=seed,
+                                     max_new_tokens=current.max_new_tokens,
+                                     session=self.session_id)
+
+        def closed(_: None) -> None:
+            self.compare = None
+
+        self.push_screen(self.compare, closed)
 
     def action_replay(self) -> None:
         if self.session_id is None or self.store is None:

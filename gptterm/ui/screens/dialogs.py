@@ -1,4 +1,4 @@
-"""Small modal dialogs: confirm (yes/no), ask for a line of text, pick one of a list."""
+"""Small modal dialogs: confirm (yes/no), ask for a line of text, pick one or several of a list."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, OptionList
+from textual.widgets import Button, Input, Label, OptionList, SelectionList
 from textual.widgets.option_list import Option
 
 
@@ -99,6 +99,57 @@ class PickerScreen(ModalScreen[str | None]):
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
         self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ChooseManyScreen(ModalScreen[list[str] | None]):
+    """Pick `least`..`most` items of (id, label, description) rows; Space toggles,
+    Enter accepts (returns the ids in list order), Esc cancels (returns None)."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("enter", "accept", "Accept", priority=True),
+    ]
+
+    def __init__(self, title: str, items: Sequence[tuple[str, str, str]],
+                 selected: Sequence[str] = (), *, least: int = 1, most: int | None = None,
+                 accept: str = "accept") -> None:
+        super().__init__(classes="dialog picker")
+        self.title_text = title
+        self.items = list(items)
+        self.selected = list(selected)
+        self.least = least
+        self.most = most
+        self.accept = accept
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box"):
+            yield Label(Content.styled(self.title_text, "bold"), classes="question")
+            choices = []
+            for ident, label, description in self.items:
+                text = Content.styled(label, "bold")
+                if description:
+                    text = Content.assemble(text, "  ", (description, "dim"))
+                choices.append((text, ident, ident in self.selected))
+            yield SelectionList[str](*choices, id="choices")
+            yield Label(Content.styled(f"Space toggles · Enter to {self.accept} · Esc cancels",
+                                       "dim"), id="hint")
+
+    def on_mount(self) -> None:
+        self.query_one(SelectionList).focus()
+
+    def action_accept(self) -> None:
+        chosen = set(self.query_one(SelectionList).selected)
+        ids = [ident for ident, _, _ in self.items if ident in chosen]
+        most = self.most or len(self.items)
+        if not self.least <= len(ids) <= most:
+            wanted = f"{self.least}" if self.least == most else f"{self.least} to {most}"
+            self.query_one("#hint", Label).update(
+                Content.styled(f"Pick {wanted} (now {len(ids)}) · Space toggles", "$warning"))
+            return
+        self.dismiss(ids)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
