@@ -19,7 +19,7 @@ fair""".split())
 PROMPTS = {"shakespeare-mini": "To be, or not to be", "sonnets-mini": "Shall I compare thee",
            "ko-mini": "대한민국 헌법은", "tang-mini": "春眠不觉晓"}
 LIMIT_BYTES = 30 * 1024 * 1024
-OTHERS = ["sonnets-mini"]  # shipped next to the default
+OTHERS = ["sonnets-mini", "ko-mini", "tang-mini"]  # shipped next to the default
 
 
 def shipped_names() -> list[str]:
