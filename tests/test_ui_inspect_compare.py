@@ -221,3 +221,42 @@ async def test_escape_stops_the_running_preset_and_closes(ui_env):
         engine.emit(Done(first.request_id, "cancelled", 1, 0.1, 0.05))  # late: ignored
         await pilot.pause(0.1)
         assert app.session_id is None and app.store.list_sessions() == []
+
+
+# ---------------------------------------------------------------- with the real engine
+
+async def test_the_real_engine_fills_the_inspector_and_runs_a_comparison(ui_env, tiny_model_dir):
+    from gptterm.ui.app import default_engine_factory
+
+    seen: list[Generate] = []
+
+    def factory(emit):
+        engine = default_engine_factory(emit)
+        submit = engine.submit
+        engine.submit = lambda command: (seen.append(command), submit(command))[1]
+        return engine
+
+    app = make_app(str(tiny_model_dir), "alpha", engine_factory=factory)  # alpha: greedy
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.model_name is not None, timeout=60)
+        await pilot.press("ctrl+l")
+        await type_prompt(pilot, "hello world")
+        await until(pilot, lambda: app.gen is None and app.session_id, timeout=30)
+        await pilot.pause(0.1)
+        rows = list(app.inspector.rows)
+        assert rows and all(len(r.alternatives) == INSPECT_TOP_K for r in rows)
+        # Greedy picks the most likely token: the first candidate of every row.
+        assert all(r.chosen in (None, r.alternatives[0][0]) for r in rows)
+        assert all(r.alternatives[0][1] >= r.alternatives[-1][1] for r in rows)
+
+        await pilot.press("ctrl+f", "enter")  # alpha and beta
+        compare = app.screen
+        assert isinstance(compare, CompareScreen)
+        await until(pilot, lambda: all(r.state == "done" for r in compare.runs), timeout=30)
+        await pilot.pause(0.1)
+        assert all(r.n_tokens > 0 and r.text for r in compare.runs)
+        await pilot.press("escape")
+        gens = [c for c in seen if isinstance(c, Generate)]
+        assert [g.session_id.split(":")[-1] for g in gens[1:]] == ["alpha", "beta"]
+        assert [c for c in seen if isinstance(c, DropSession)] == [
+            DropSession(g.session_id) for g in gens[1:]]

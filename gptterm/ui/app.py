@@ -12,6 +12,10 @@ Switching sessions while a reply streams: the reply keeps streaming into its
 own session (the store writes it there); switching back shows it live. Starting
 another generation, loading a model, deleting the session or quitting stops it,
 saved as cancelled.
+
+The token inspector (a panel under the transcript) asks each Generate for the top
+candidates of every token; compare presets runs 2-3 presets on the same prompt
+in a modal screen (`screens/compare.py`) that receives its requests' events.
 """
 
 from __future__ import annotations
@@ -725,8 +729,8 @@ class GptTermApp(App[None]):
         """Show or hide the token inspector; the next Generate asks for alternatives or not."""
         self.inspecting = not self.inspecting
         self.inspector.display = self.inspecting
-        if self.inspecting and not (self.gen and self.gen.inspect):
-            self.inspector.begin("")
+        if self.inspecting and self.gen is not None and not self.gen.inspect:
+            self.inspector.begin("")  # this reply has no alternatives: say the next will
 
     def _compare_prompt(self) -> str | None:
         """The session's context plus the prompt box text, or up to its last user turn."""
