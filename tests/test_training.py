@@ -27,9 +27,9 @@ def corpus_file(tmp_path, name="corpus.txt", repeat=40, text=WORDS):
 
 
 def settings(corpus, out, **kw) -> Settings:
-    base = dict(corpus=[str(corpus)], out=str(out), vocab_size=300, n_layer=1, n_embd=32,
-                n_head=2, n_ctx=32, batch_size=4, lr=0.005, val_fraction=0.1,
-                sample_tokens=8, max_steps=30)
+    base = {"corpus": [str(corpus)], "out": str(out), "vocab_size": 300, "n_layer": 1,
+            "n_embd": 32, "n_head": 2, "n_ctx": 32, "batch_size": 4, "lr": 0.005,
+            "val_fraction": 0.1, "sample_tokens": 8, "max_steps": 30}
     base.update(kw)
     return Settings(**base)
 

@@ -10,12 +10,18 @@ import pytest
 
 from gptterm import catalog, cli, paths
 
-COMMON_ENGLISH = set("""the and to of i you my a that in is not me it with be your his this but he
-have for thou thy so will what all her do no shall by we if are our lord him on or as good come
-now sir o let they thee would at was from more well which then there how here than when love man
-their them may upon she an one say make know like did should go hath must see am yet us why out
-who some too where king give can these speak up time doth tis heaven death life night day sweet
-fair""".split())
+COMMON_ENGLISH = {
+    "the", "and", "to", "of", "i", "you", "my", "a", "that", "in", "is", "not", "me", "it",
+    "with", "be", "your", "his", "this", "but", "he", "have", "for", "thou", "thy", "so",
+    "will", "what", "all", "her", "do", "no", "shall", "by", "we", "if", "are", "our",
+    "lord", "him", "on", "or", "as", "good", "come", "now", "sir", "o", "let", "they",
+    "thee", "would", "at", "was", "from", "more", "well", "which", "then", "there", "how",
+    "here", "than", "when", "love", "man", "their", "them", "may", "upon", "she", "an",
+    "one", "say", "make", "know", "like", "did", "should", "go", "hath", "must", "see",
+    "am", "yet", "us", "why", "out", "who", "some", "too", "where", "king", "give", "can",
+    "these", "speak", "up", "time", "doth", "tis", "heaven", "death", "life", "night",
+    "day", "sweet", "fair",
+}
 PROMPTS = {"shakespeare-mini": "To be, or not to be", "sonnets-mini": "Shall I compare thee",
            "ko-mini": "대한민국 헌법은", "tang-mini": "春眠不觉晓"}
 LIMIT_BYTES = 30 * 1024 * 1024

@@ -133,17 +133,13 @@ def _settings(args: argparse.Namespace):
     for key, default in _OVERRIDABLE.items():
         if getattr(args, key) is None:
             setattr(args, key, default)
-    values = dict(
-        mode=args.mode, corpus=list(args.corpus), out=args.out, epochs=args.epochs,
-        max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
-        dropout=args.dropout, val=list(args.val), val_fraction=args.val_fraction,
-        seed=args.seed, device=args.device, precision=args.precision,
-        save_dtype=args.save_dtype, save_every=args.save_every,
-        sample_prompt=args.sample_prompt, resume=args.resume, overwrite=args.overwrite,
-        keep_checkpoint=args.keep_checkpoint, name=args.name, description=args.description,
-        language=args.language, license=args.license, sources=list(args.sources),
-        attribution=args.attribution, script=args.script, recipe=_recipe(args),
-    )
+    same = ("mode", "out", "epochs", "max_steps", "batch_size", "lr", "dropout",
+            "val_fraction", "seed", "device", "precision", "save_dtype", "save_every",
+            "sample_prompt", "resume", "overwrite", "keep_checkpoint", "name", "description",
+            "language", "license", "attribution", "script")
+    values = {key: getattr(args, key) for key in same}
+    values.update(corpus=list(args.corpus), val=list(args.val), sources=list(args.sources),
+                  recipe=_recipe(args))
     if args.mode == "train":
         values.update(tokenizer=args.tokenizer, vocab_size=args.vocab_size,
                       n_layer=args.n_layer, n_embd=args.n_embd, n_head=args.n_head,

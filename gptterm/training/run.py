@@ -162,7 +162,9 @@ def run(s: Settings, *, on_step: Callable | None = None, echo=print,
     import torch
     from transformers.utils import logging as hf_logging
 
-    from gptterm.training import data, tokenizer as toks, trainer as trainer_mod
+    from gptterm.training import data
+    from gptterm.training import tokenizer as toks
+    from gptterm.training import trainer as trainer_mod
 
     hf_logging.disable_progress_bar()  # "Writing model shards" bars would mix with ours
     hf_logging.set_verbosity_error()
