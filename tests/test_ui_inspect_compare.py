@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from textual.widgets import SelectionList
-from ui_fakes import Engines, ready, until
+from ui_fakes import Engines, notifications, ready, until
 
 from gptterm.protocol import Cancel, Done, DropSession, Generate, TextDelta
 from gptterm.store import Store
@@ -221,6 +221,27 @@ async def test_escape_stops_the_running_preset_and_closes(ui_env):
         engine.emit(Done(first.request_id, "cancelled", 1, 0.1, 0.05))  # late: ignored
         await pilot.pause(0.1)
         assert app.session_id is None and app.store.list_sessions() == []
+
+
+
+async def test_comparing_stops_a_reply_in_progress_first(ui_env):
+    engines = Engines()
+    app = make_app(engine_factory=engines.factory(auto=False))
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+f")
+        assert app.screen is app.main  # nothing to compare yet
+        assert any("Write a prompt" in n for n in notifications(app))
+        await type_prompt(pilot, "Go on")
+        engine = engines.one
+        await until(pilot, lambda: engine.active is not None)
+        engine.stream("so far")
+        main_request = engine.active.request_id
+        await pilot.press("ctrl+f", "enter")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen))
+        assert engine.sent_commands(Cancel)[0] == Cancel(main_request)
+        assert app.gen is None and app.store.turns(app.session_id)[-1].status == "cancelled"
+        assert engine.active.prompt == "Go on"  # the last user prompt, not the cut reply
 
 
 # ---------------------------------------------------------------- with the real engine

@@ -748,6 +748,9 @@ class GptTermApp(App[None]):
         if self.model_name is None and self.loading_model is None:
             self.notify("No model is loaded: pick one with F5", severity="warning")
             return
+        if len(self.presets) < 2:
+            self.notify("Comparing needs at least two presets", severity="warning")
+            return
         prompt = self._compare_prompt()
         if prompt is None:
             self.notify("Write a prompt (or open a session) to compare presets")
