@@ -34,11 +34,11 @@ cat konlpy_whl/konlpy/data/corpus/kolaw/*.txt konlpy_whl/konlpy/data/corpus/kobi
     | "$PY" -c 'import sys; print("\n".join(" ".join(l.split()) for l in sys.stdin if l.strip()))' \
     > "$T/ko_konlpy.txt"
 # tang-mini: the verses of the Tang and Song poems, without the ANSI colour codes, the
-# title/author lines and the fortune "%" separators (poems are kept apart by a blank line).
+# title/author lines and the fortune "%" separators: verse lines only, so that a weak model
+# does not learn that a blank line is the likeliest thing after any line.
 sed 's/\x1b\[[0-9;]*m//g' deb/usr/share/games/fortunes/tang300 deb/usr/share/games/fortunes/song100 \
     | "$PY" -c 'import sys
 for l in sys.stdin:
     l = l.strip()
-    if l == "%": print()
-    elif l and not l.startswith(("《", "题目", "作者")): print(l)' > "$T/zh_poetry.txt"
+    if l and l != "%" and not l.startswith(("《", "题目", "作者")): print(l)' > "$T/zh_poetry.txt"
 wc -c "$T"/*.txt

@@ -59,8 +59,8 @@ TANG_ATTR="Training text: the 300 Tang poems and 100 Song poems collected in Deb
 
 tang_mini() {
   $GPTTERM train "$T/zh_poetry.txt" --out "$MODELS/tang-mini" \
-    --tokenizer sentencepiece --vocab-size 3500 --layers 2 --width 128 --heads 4 --context 128 \
-    --epochs 12 --batch-size 8 --lr 0.003 --dropout 0.2 --seed 0 \
+    --tokenizer sentencepiece --vocab-size 3100 --layers 2 --width 128 --heads 4 --context 128 \
+    --epochs 8 --batch-size 8 --lr 0.003 --dropout 0.2 --seed 0 \
     --save-dtype bf16 --sample-prompt "春眠不觉晓" \
     --name tang-mini --language zh --license mit \
     --description "A tiny GPT-2 trained on Tang and Song poems." \
