@@ -8,9 +8,11 @@ Modules:
     tokenizer   byte-level BPE (tokenizers) and SentencePiece (sentencepiece) training
     data        token streams -> fixed-length blocks, shuffled per epoch, resumable
     trainer     the training loop: autocast, progress, validation, samples, checkpoints
+    run         one train/finetune run end to end (Settings -> finished model folder)
     outdir      output folder rules: what may be overwritten, checkpoints, final save
     card        the model card (README.md) written next to the weights
-    evaluate    perplexity of a model on a text
+    evaluate    mean loss / perplexity over token windows
+    perplexity  `gptterm perplexity MODEL FILE`
     progress    the plain-text progress bar on stderr
 """
 
