@@ -65,10 +65,9 @@ from gptterm.ui.widgets.inspector import TokenInspector
 from gptterm.ui.widgets.prompt import PromptArea
 from gptterm.ui.widgets.sessions import SessionList
 from gptterm.ui.widgets.status import StatusBar
-from gptterm.ui.widgets.transcript import Transcript, TurnView
+from gptterm.ui.widgets.transcript import FRAME_S, Transcript, TurnView
 
 EngineFactory = Callable[[Callable[[Event], None]], Any]
-FRAME_S = 1 / 30  # streamed text reaches the screen at most 30 times a second
 STATUS_OF_REASON = {"eos": "complete", "length": "complete", "stop": "complete",
                     "cancelled": "cancelled"}
 INSPECT_TOP_K = 5  # candidates per token the token inspector asks for
@@ -542,7 +541,7 @@ class GptTermApp(App[None]):
                            inspect_top_k=INSPECT_TOP_K if self.inspecting else 0))
 
     def _flush_text(self) -> None:
-        """Timer, about 30 times a second: show the text that arrived since the last frame."""
+        """Timer, FRAME_S apart: show the text that arrived since the last frame."""
         gen = self.gen
         if gen is None or not gen.dirty:
             return

@@ -22,8 +22,8 @@ from textual.widgets import Label, Static
 
 from gptterm.presets import Preset
 from gptterm.protocol import Cancel, Done, DropSession, Event, Failed, Generate, Started, TextDelta
+from gptterm.ui.widgets.transcript import FRAME_S
 
-FRAME_S = 1 / 30
 PROMPT_TAIL = 160  # characters of the prompt shown above the columns
 
 

@@ -22,6 +22,9 @@ _STATUS_MARK = {"cancelled": "⏹ cancelled", "failed": "✗ failed", "partial":
 SEGMENT_CHARS = 800  # past this, freeze the live segment up to its last newline
 HARD_SEGMENT_CHARS = 3000  # no newline for this long: freeze up to the last space
 LAYOUT_S = 0.1  # while streaming, new lines appear at most this late
+# Streamed text reaches the screen at most 20 times a second: fewer frames leave more
+# room for keypresses (bench/ui_latency.py: p95 about 50 ms at 1000 tok/s vs 60-98 at 30).
+FRAME_S = 1 / 20
 BLOCK_CHARS = 12000  # a frozen block grows to about this before a new one starts
 
 
