@@ -117,7 +117,7 @@ class Store:
             raise StoreError(f"{self.path.parent}: cannot create the data folder: "
                              f"{exc.strerror or exc}") from None
         try:
-            self._conn = self._open()
+            self._conn = self._open_when_free()
         except sqlite3.DatabaseError as exc:
             if not self._is_bad_file(exc):
                 raise StoreError(f"{self.path}: cannot open the sessions database: {exc}") from None
@@ -125,6 +125,20 @@ class Store:
             self._conn = self._open()
 
     # ------------------------------------------------------------ opening
+
+    def _open_when_free(self) -> sqlite3.Connection:
+        """`_open`, retried while another process holds the file: switching a new file to
+        WAL takes an exclusive lock that SQLite's busy timeout does not wait for."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                return self._open()
+            except sqlite3.OperationalError as exc:
+                busy = (getattr(exc, "sqlite_errorname", "") or "").startswith(
+                    ("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(exc)
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
