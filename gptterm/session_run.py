@@ -21,18 +21,21 @@ STATUS_FOR_REASON = {"eos": "complete", "length": "complete", "stop": "complete"
 
 
 def status_for(end: Done | Failed) -> str:
+    """The stored status of a turn that ended with `end` (the CLI and the TUI agree)."""
     if isinstance(end, Failed):
         return "failed"
     return STATUS_FOR_REASON.get(end.reason, "complete")
 
 
-def stats_for(end: Done, started: Started | None) -> dict[str, Any]:
-    stats: dict[str, Any] = {"tokens": end.n_tokens, "seconds": round(end.seconds, 4),
-                             "ttft": round(end.ttft, 4), "reason": end.reason}
-    if started is not None:
-        stats.update(prompt_tokens=started.prompt_tokens, reused_tokens=started.reused_tokens)
+def stats_for(end: Done) -> dict[str, Any]:
+    """The stats a turn records when it is done; prompt and reused token counts were
+    already recorded from `Started`."""
+    stats: dict[str, Any] = {"reason": end.reason, "n_tokens": end.n_tokens,
+                             "seconds": round(end.seconds, 4), "ttft": round(end.ttft, 4)}
     if end.context_tokens:
         stats["context_tokens"] = end.context_tokens
+    if end.seconds > 0:
+        stats["tokens_per_second"] = round(end.n_tokens / end.seconds, 2)
     return stats
 
 
@@ -55,7 +58,6 @@ class SessionRecorder:
         before = store.context_text(self.session.id) if self.session else ""
         self.context = before + prompt
         self.writer: TurnWriter | None = None
-        self.started: Started | None = None
 
     def begin(self, model: str | None, command: Generate) -> TurnWriter:
         """Write the user turn and open the model turn (called on Started)."""
@@ -76,7 +78,6 @@ class SessionRecorder:
 
     def on_event(self, event: Event, model: str | None, command: Generate) -> None:
         if isinstance(event, Started):
-            self.started = event
             self.begin(model, command).set_stats(prompt_tokens=event.prompt_tokens,
                                                  reused_tokens=event.reused_tokens)
         elif self.writer is None:
@@ -88,7 +89,7 @@ class SessionRecorder:
             else:
                 self.writer.append(event.text, event.token_ids)
         elif isinstance(event, Done):
-            self.writer.finish(status_for(event), stats_for(event, self.started))
+            self.writer.finish(status_for(event), stats_for(event))
         elif isinstance(event, Failed):
             self.writer.finish("failed", {"error": event.error})
 

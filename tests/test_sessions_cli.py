@@ -18,7 +18,7 @@ def two_sessions():
     store.add_turn(a.id, "user", "The lighthouse keeper")
     w = store.begin_turn(a.id, model="tiny", preset={"name": "warm", "method": "sample"}, seed=5)
     w.append(" polished the lens", [1, 2, 3], at=0.2)
-    w.finish("complete", {"tokens": 3, "seconds": 0.3, "ttft": 0.05})
+    w.finish("complete", {"n_tokens": 3, "seconds": 0.3, "ttft": 0.05})
     b = store.create_session()
     store.add_turn(b.id, "user", "A haiku about frost")
     store.close()

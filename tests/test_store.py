@@ -24,7 +24,7 @@ def _model_turn(store, sid, text, **kw):
                          seed=kw.pop("seed", 1))
     for i, word in enumerate(re.findall(r"\s*\S+", text)):
         w.append(word, [i], at=0.1 * i)
-    return w.finish(kw.pop("status", "complete"), {"tokens": len(text.split()), "seconds": 0.5})
+    return w.finish(kw.pop("status", "complete"), {"n_tokens": len(text.split()), "seconds": 0.5})
 
 
 def test_default_path_is_in_the_data_dir():
@@ -122,7 +122,7 @@ def test_turn_writer_is_partial_while_streaming_and_flushes(tmp_path):
     on_disk = other.turns(s.id)[0]
     assert (on_disk.text, on_disk.token_ids, on_disk.status) == ("Hello", [1, 2], "partial")
     w.replace_text("Goodbye", [9])
-    t = w.finish("complete", {"tokens": 1})
+    t = w.finish("complete", {"n_tokens": 1})
     on_disk = other.turns(s.id)[0]
     assert on_disk == t
     assert on_disk.text == "Goodbye" and on_disk.token_ids == [9]

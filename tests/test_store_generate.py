@@ -58,9 +58,9 @@ def test_recorder_stores_user_and_model_turns(tmp_path):
     assert (model.text, model.token_ids, model.status, model.seed) == (
         " upon a time", [7, 8, 9], "complete", 11)
     assert model.preset["method"] == "sample" and model.preset["max_new_tokens"] == 5
-    assert model.stats == {"prompt_tokens": 2, "reused_tokens": 0, "tokens": 3,
+    assert model.stats == {"prompt_tokens": 2, "reused_tokens": 0, "n_tokens": 3,
                            "seconds": 0.2, "ttft": 0.05, "reason": "length",
-                           "context_tokens": 5}
+                           "context_tokens": 5, "tokens_per_second": 15.0}
     # The next prompt continues the stored text.
     again = SessionRecorder(store, session.id, " Then")
     assert again.session_id == session.id and again.context == "Once upon a time Then"

@@ -108,12 +108,12 @@ def turn_heading(turn: Turn) -> str:
 def turn_stats_line(turn: Turn) -> str:
     st = turn.stats
     bits = []
-    if "tokens" in st:
-        bits.append(f"{st['tokens']} tokens")
+    if "n_tokens" in st:
+        bits.append(f"{st['n_tokens']} tokens")
     if st.get("seconds"):
         bits.append(f"{st['seconds']:.2f} s")
-        if st.get("tokens"):
-            bits.append(f"{st['tokens'] / st['seconds']:.1f} tok/s")
+        if st.get("n_tokens"):
+            bits.append(f"{st['n_tokens'] / st['seconds']:.1f} tok/s")
     if st.get("ttft") is not None and "ttft" in st:
         bits.append(f"first token {st['ttft'] * 1000:.0f} ms")
     return ", ".join(bits)

@@ -53,6 +53,7 @@ from gptterm.protocol import (
     Started,
     TextDelta,
 )
+from gptterm.session_run import stats_for, status_for
 from gptterm.ui.commands import PROVIDERS
 from gptterm.ui.feeder import StoreFeeder
 from gptterm.ui.messages import EngineEvent, StoreProblem
@@ -68,8 +69,6 @@ from gptterm.ui.widgets.status import StatusBar
 from gptterm.ui.widgets.transcript import FRAME_S, Transcript, TurnView
 
 EngineFactory = Callable[[Callable[[Event], None]], Any]
-STATUS_OF_REASON = {"eos": "complete", "length": "complete", "stop": "complete",
-                    "cancelled": "cancelled"}
 INSPECT_TOP_K = 5  # candidates per token the token inspector asks for
 COMPARE_DEFAULTS = ("greedy", "top-p")  # compared with the current preset unless changed
 
@@ -215,7 +214,6 @@ class GptTermApp(App[None]):
         self.n_ctx: int | None = None
         self.session_id: str | None = None  # None: a new session not stored yet
         self.gen: Generation | None = None
-        self.last_stats: dict = {}
         self.inspecting = False  # token inspector on: every Generate asks for alternatives
         self.compare: CompareScreen | None = None  # open comparison: gets its engine events
         self.feeder = StoreFeeder(lambda error: self.post_message(StoreProblem(error)))
@@ -571,7 +569,6 @@ class GptTermApp(App[None]):
             self.feeder.wait(gen.writer.finish, status, stats)
         except Exception as exc:  # noqa: BLE001 - a store failure must not kill the UI
             self.notify(f"Could not save the reply: {exc}", severity="error")
-        self.last_stats = stats
         self.status.set(generating=False, cancelling=False)
         self.refresh_sidebar()
 
@@ -658,17 +655,10 @@ class GptTermApp(App[None]):
 
     def _done(self, event: Done) -> None:
         gen = self.gen
-        stats = {
-            "reason": event.reason, "n_tokens": event.n_tokens, "seconds": event.seconds,
-            "ttft": event.ttft, "prompt_tokens": gen.prompt_tokens,
-            "reused_tokens": gen.reused_tokens, "context_tokens": event.context_tokens,
-        }
         tok_s = event.n_tokens / event.seconds if event.seconds > 0 else None
-        if tok_s is not None:
-            stats["tokens_per_second"] = round(tok_s, 2)
         self.status.set(tok_s=tok_s, ttft=event.ttft,
                         context=event.context_tokens or gen.prompt_tokens + event.n_tokens)
-        self._finish(STATUS_OF_REASON.get(event.reason, "complete"), stats)
+        self._finish(status_for(event), stats_for(event))
 
     # ------------------------------------------------------------ key actions
 
