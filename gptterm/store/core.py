@@ -351,15 +351,7 @@ class Store:
             turn.index = conn.execute(
                 "SELECT coalesce(max(idx) + 1, 0) FROM turns WHERE session_id = ?",
                 (session_id,)).fetchone()[0]
-            cur = conn.execute(
-                "INSERT INTO turns(session_id, idx, role, text, model, preset, seed, token_ids,"
-                " chunks, status, stats, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (session_id, turn.index, role, text, turn.model,
-                 None if turn.preset is None else json.dumps(turn.preset), turn.seed,
-                 json.dumps(turn.token_ids), json.dumps(turn.chunks), status,
-                 json.dumps(turn.stats), created),
-            )
-            turn.id = cur.lastrowid
+            turn.id = _insert_turn_row(conn, turn)
             if role == "user" and not row["title"] and title_from(text):
                 conn.execute("UPDATE sessions SET title = ?, updated = ? WHERE id = ?",
                              (title_from(text), now, session_id))
@@ -458,20 +450,27 @@ class Store:
                 "INSERT INTO sessions(id, title, name, created, updated) VALUES (?, ?, ?, ?, ?)",
                 (session.id, session.title, session.name, session.created, session.updated))
             for t in turns:
-                conn.execute(
-                    "INSERT INTO turns(session_id, idx, role, text, model, preset, seed,"
-                    " token_ids, chunks, status, stats, created)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (session.id, t.index, t.role, t.text, t.model,
-                     None if t.preset is None else json.dumps(t.preset), t.seed,
-                     json.dumps(t.token_ids), json.dumps(t.chunks), t.status,
-                     json.dumps(t.stats), t.created))
+                t.session_id = session.id
+                _insert_turn_row(conn, t)
         return session
 
     def export_markdown(self, session_id: str) -> str:
         from gptterm.store.exporting import to_markdown
 
         return to_markdown(self.get_session(session_id), self.turns(session_id))
+
+
+def _insert_turn_row(conn: sqlite3.Connection, turn: Turn) -> int:
+    """INSERT one turn as it is (JSON for its structured fields); returns the row id."""
+    cur = conn.execute(
+        "INSERT INTO turns(session_id, idx, role, text, model, preset, seed, token_ids,"
+        " chunks, status, stats, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (turn.session_id, turn.index, turn.role, turn.text, turn.model,
+         None if turn.preset is None else json.dumps(turn.preset), turn.seed,
+         json.dumps(turn.token_ids), json.dumps(turn.chunks), turn.status,
+         json.dumps(turn.stats), turn.created),
+    )
+    return cur.lastrowid
 
 
 class _Corrupt(sqlite3.DatabaseError):
