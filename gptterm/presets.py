@@ -87,6 +87,7 @@ class Preset:
 
 
 _KNOWN = {f.name: f for f in fields(Preset) if f.name != "source"}
+FIELD_NAMES = frozenset(_KNOWN)  # the keys a preset file (or a stored turn's preset) may hold
 _INT = {"top_k", "no_repeat_ngram_size", "num_beams", "max_new_tokens", "min_new_tokens"}
 _FLOAT = {
     "temperature", "top_p", "typical_p", "min_p", "repetition_penalty",

@@ -272,7 +272,7 @@ class EngineRunner:
         from gptterm.protocol import DropSession, Failed, Generate
         from gptterm.protocol import TextDelta as Delta
 
-        values = {k: v for k, v in (turn.preset or {}).items() if k in _PRESET_KEYS}
+        values = {k: v for k, v in (turn.preset or {}).items() if k in presets.FIELD_NAMES}
         try:
             preset = presets.from_mapping(values, where=f"turn {turn.index} preset")
         except presets.PresetError as exc:
@@ -298,14 +298,3 @@ class EngineRunner:
         if isinstance(end, Failed):
             raise RerunError(end.error)
         return ids
-
-
-def _preset_keys() -> set[str]:
-    from dataclasses import fields
-
-    from gptterm.presets import Preset
-
-    return {f.name for f in fields(Preset) if f.name != "source"}
-
-
-_PRESET_KEYS = _preset_keys()

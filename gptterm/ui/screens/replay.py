@@ -14,6 +14,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Static
 
+from gptterm.replay import turn_events
 from gptterm.ui.widgets.transcript import Transcript
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -63,13 +64,11 @@ class ReplayScreen(Screen[None]):
                 transcript.add_turn(turn.role, turn.text)
                 continue
             view = transcript.add_turn("model", "")
-            chunks = turn.chunks or [[0.0, turn.text]]
             text, last = "", 0.0
-            for chunk in chunks:
-                at, piece = float(chunk[0]), chunk[1]
+            for at, delta in turn_events(turn, "replay"):
                 await self._sleep(max(0.0, at - last))
                 last = at
-                text = piece if len(chunk) > 2 and chunk[2] == "replace" else text + piece
+                text = delta.text if delta.replace else text + delta.text
                 view.set_text(text)
             view.set_text(text, status=turn.status)
         self.finished = True
