@@ -8,6 +8,7 @@ preset, session and theme, plus key rebindings:
     session = "9f0c..."
     theme = "gptterm-dark"
     sidebar = true
+    threads = 4
 
     [keys]
     new_session = "ctrl+n"
@@ -15,7 +16,12 @@ preset, session and theme, plus key rebindings:
 
 Loading never raises: a broken file or field gives one problem line each (the UI
 shows them in a notification) and the defaults for what could not be read.
-Stdlib + tomli_w only (no textual, no torch).
+
+Saving edits the file as written (tomlkit): only the settings that changed since
+it was loaded are touched, so comments, ordering and keys gptterm does not know stay
+byte for byte. A file that had problems (unreadable, not TOML, a value that could
+not be read) is never written: `save_settings` raises `SettingsNotSaved` instead, so
+a typo is never "repaired" into the defaults. Stdlib + tomlkit only (no textual, no torch).
 """
 
 from __future__ import annotations
@@ -30,6 +36,12 @@ from gptterm import paths
 
 CONFIG_NAME = "config.toml"
 _STRINGS = ("model", "preset", "session", "theme")
+_KNOWN_KEYS = (*_STRINGS, "sidebar", "threads", "keys")
+THREADS_MAX = 256
+
+
+class SettingsNotSaved(Exception):
+    """config.toml was not written; the message is one line for the user."""
 
 
 @dataclass
@@ -41,11 +53,108 @@ class Settings:
     session: str | None = None
     theme: str | None = None
     sidebar: bool = True
+    threads: int | None = None  # CPU threads for the engine; None: the library default
     keys: dict[str, str] = field(default_factory=dict)  # action id -> "key,key"
+    # Where these values came from, not settings: the values as read (what a save diffs
+    # against; None when not read from a file) and the blocking problems of that read.
+    loaded: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    load_problems: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
 
 def config_path() -> Path:
     return paths.config_dir() / CONFIG_NAME
+
+
+def _flat(settings: Settings) -> dict[str, Any]:
+    """Every setting as `key` or `keys.action` -> value (None: absent from the file)."""
+    flat: dict[str, Any] = {key: getattr(settings, key) for key in _STRINGS}
+    flat["sidebar"] = settings.sidebar
+    flat["threads"] = settings.threads
+    for action, keys in settings.keys.items():
+        flat[f"keys.{action}"] = keys
+    return flat
+
+
+def _read(data: dict[str, Any], where: Path) -> tuple[Settings, list[str], list[str]]:
+    """Settings from parsed TOML: (settings, blocking problems, unknown-key notes).
+
+    Unknown keys are only notes: a save keeps them as written, so nothing is lost.
+    """
+    settings = Settings()
+    bad: list[str] = []
+    notes: list[str] = []
+    for key, value in data.items():
+        if key in _STRINGS:
+            if isinstance(value, str) and value:
+                setattr(settings, key, value)
+            else:
+                bad.append(f"{where}: {key} = {_show(value)}: expected a non-empty string")
+        elif key == "sidebar":
+            if isinstance(value, bool):
+                settings.sidebar = value
+            else:
+                bad.append(f"{where}: sidebar = {_show(value)}: expected true or false")
+        elif key == "threads":
+            if check_threads(value):
+                settings.threads = value
+            else:
+                bad.append(f"{where}: threads = {_show(value)}: expected an integer from 1 "
+                           f"to {THREADS_MAX}")
+        elif key == "keys":
+            _read_keys(value, settings, bad, where)
+        else:
+            notes.append(f"{where}: unknown key {_show(key)}: expected one of "
+                         f"{', '.join(_KNOWN_KEYS)}")
+    return settings, bad, notes
+
+
+def check_threads(value: Any) -> bool:
+    """Whether `value` is a valid `threads` setting (an int in 1..THREADS_MAX)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= THREADS_MAX
+
+
+def _read_keys(value: Any, settings: Settings, bad: list[str], where: Path) -> None:
+    if not isinstance(value, dict):
+        bad.append(f"{where}: keys: expected a table of action = \"key\"")
+        return
+    for action, keys in value.items():
+        if isinstance(keys, list) and all(isinstance(k, str) for k in keys):
+            keys = ",".join(keys)
+        if isinstance(keys, str) and keys.strip():
+            settings.keys[action] = keys.replace(" ", "")
+        else:
+            bad.append(f"{where}: keys.{_show(action)[1:-1]} = {_show(keys)}: expected a key like "
+                       "\"ctrl+n\"")
+
+
+def _show(value: Any) -> str:
+    """A short one-line repr of a user's value for a problem line."""
+    from gptterm.textsafe import inert
+
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        text = f"<{type(value).__name__}>"
+    text = inert(text, single_line=True)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _parse(path: Path) -> tuple[str | None, dict[str, Any], list[str]]:
+    """(text or None when missing, parsed data, blocking problems) of the file at `path`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, {}, []
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return None, {}, [f"{path}: cannot read: {_one_line(exc)}"]
+    try:
+        return text, tomllib.loads(text), []
+    except tomllib.TOMLDecodeError as exc:
+        return text, {}, [f"{path}: not valid TOML: {_one_line(exc)}"]
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def load_settings(path: Path | None = None) -> tuple[Settings, list[str]]:
@@ -55,70 +164,79 @@ def load_settings(path: Path | None = None) -> tuple[Settings, list[str]]:
         (settings, one line per problem). A missing file is not a problem.
     """
     path = path or config_path()
-    settings = Settings()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return settings, []
-    except (OSError, UnicodeDecodeError) as exc:
-        return settings, [f"{path}: cannot read: {exc}"]
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        return settings, [f"{path}: not valid TOML: {exc}"]
-    problems: list[str] = []
-    for key, value in data.items():
-        if key in _STRINGS:
-            if isinstance(value, str) and value:
-                setattr(settings, key, value)
-            else:
-                problems.append(f"{path}: {key} = {value!r}: expected a non-empty string")
-        elif key == "sidebar":
-            if isinstance(value, bool):
-                settings.sidebar = value
-            else:
-                problems.append(f"{path}: sidebar = {value!r}: expected true or false")
-        elif key == "keys":
-            if not isinstance(value, dict):
-                problems.append(f"{path}: keys: expected a table of action = \"key\"")
-                continue
-            for action, keys in value.items():
-                if isinstance(keys, list) and all(isinstance(k, str) for k in keys):
-                    keys = ",".join(keys)
-                if isinstance(keys, str) and keys.strip():
-                    settings.keys[action] = keys.replace(" ", "")
-                else:
-                    problems.append(
-                        f"{path}: keys.{action} = {keys!r}: expected a key like \"ctrl+n\""
-                    )
-        else:
-            problems.append(
-                f"{path}: unknown key {key!r}: expected one of "
-                f"{', '.join([*_STRINGS, 'sidebar', 'keys'])}"
-            )
-    return settings, problems
-
-
-def _to_toml(settings: Settings) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        key: getattr(settings, key) for key in _STRINGS if getattr(settings, key)
-    }
-    data["sidebar"] = settings.sidebar
-    if settings.keys:
-        data["keys"] = dict(settings.keys)
-    return data
+    _, data, problems = _parse(path)
+    if problems:
+        return Settings(loaded={}, load_problems=tuple(problems)), problems
+    settings, bad, notes = _read(data, path)
+    settings.loaded = _flat(settings)
+    settings.load_problems = tuple(bad)
+    return settings, bad + notes
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> None:
-    """Write `config.toml` atomically (a crash never leaves half a file).
+    """Write the settings that changed since load into `config.toml`, keeping the rest.
 
     Raises:
+        SettingsNotSaved: the file had problems when it was loaded, has them now, or the
+            edit would not read back as `settings`; the file is left as it is.
         OSError: the config dir is not writable.
     """
-    import tomli_w
-
     path = path or config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(tomli_w.dumps(_to_toml(settings)), encoding="utf-8")
-    os.replace(tmp, path)
+    if settings.load_problems:
+        raise SettingsNotSaved(f"{path} has problems, so settings are not saved until it "
+                               f"is fixed (first: {settings.load_problems[0]})")
+    text, data, problems = _parse(path)
+    if not problems:
+        problems = _read(data, path)[1]
+    if problems:
+        raise SettingsNotSaved(f"settings not saved: {problems[0]}")
+    new_text = _edited(text or "", settings, path)
+    if new_text == (text or "") and text is not None:
+        settings.loaded = _flat(settings)
+        return
+    _write_atomically(path, new_text)
+    settings.loaded = _flat(settings)
+
+
+def _edited(text: str, settings: Settings, path: Path) -> str:
+    """`text` with the changed settings applied (a document edit, not a rewrite)."""
+    import tomlkit
+
+    try:
+        doc = tomlkit.parse(text)
+    except Exception as exc:  # noqa: BLE001 - tomlkit's errors have no common base
+        raise SettingsNotSaved(f"settings not saved: {path}: cannot edit: {_one_line(exc)}") \
+            from None
+    now, before = _flat(settings), settings.loaded
+    for key in sorted(set(now) | set(before or {})):
+        value = now.get(key)
+        if before is not None and before.get(key) == value:
+            continue
+        table, name = doc, key
+        if key.startswith("keys."):
+            name = key[len("keys."):]
+            if value is not None and "keys" not in doc:
+                doc["keys"] = tomlkit.table()
+            table = doc.get("keys", {})
+        if value is None:
+            if name in table:
+                del table[name]
+        else:
+            table[name] = value
+    new_text = tomlkit.dumps(doc)
+    check, bad, _ = _read(tomllib.loads(new_text), path)
+    if bad or _flat(check) != now:  # never replace a file with one that reads differently
+        raise SettingsNotSaved(f"settings not saved: {path}: the edited file would not read "
+                               "back as the settings")
+    return new_text
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace the file at `path` (through a symlink) so a crash never leaves half a file."""
+    target = path.resolve() if path.is_symlink() else path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8", newline="")
+    if target.exists():
+        os.chmod(tmp, target.stat().st_mode & 0o777)
+    os.replace(tmp, target)

@@ -354,6 +354,10 @@ class GptTermApp(App[None]):
     def save_settings(self) -> None:
         try:
             config.save_settings(self.settings, self.settings_path)
+        except config.SettingsNotSaved as exc:
+            if str(exc) != getattr(self, "_not_saved", None):  # say it once, not per change
+                self._not_saved = str(exc)
+                self.notify(str(exc), severity="warning")
         except OSError as exc:
             self.notify(f"Could not save config.toml: {exc}", severity="warning")
 
