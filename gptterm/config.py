@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gptterm import paths
+from gptterm.tomlfiles import one_line, show_value
 
 CONFIG_NAME = "config.toml"
 _STRINGS = ("model", "preset", "session", "theme")
@@ -88,22 +89,22 @@ def _read(data: dict[str, Any], where: Path) -> tuple[Settings, list[str], list[
             if isinstance(value, str) and value:
                 setattr(settings, key, value)
             else:
-                bad.append(f"{where}: {key} = {_show(value)}: expected a non-empty string")
+                bad.append(f"{where}: {key} = {show_value(value)}: expected a non-empty string")
         elif key == "sidebar":
             if isinstance(value, bool):
                 settings.sidebar = value
             else:
-                bad.append(f"{where}: sidebar = {_show(value)}: expected true or false")
+                bad.append(f"{where}: sidebar = {show_value(value)}: expected true or false")
         elif key == "threads":
             if check_threads(value):
                 settings.threads = value
             else:
-                bad.append(f"{where}: threads = {_show(value)}: expected an integer from 1 "
+                bad.append(f"{where}: threads = {show_value(value)}: expected an integer from 1 "
                            f"to {THREADS_MAX}")
         elif key == "keys":
             _read_keys(value, settings, bad, where)
         else:
-            notes.append(f"{where}: unknown key {_show(key)}: expected one of "
+            notes.append(f"{where}: unknown key {show_value(key)}: expected one of "
                          f"{', '.join(_KNOWN_KEYS)}")
     return settings, bad, notes
 
@@ -123,20 +124,8 @@ def _read_keys(value: Any, settings: Settings, bad: list[str], where: Path) -> N
         if isinstance(keys, str) and keys.strip():
             settings.keys[action] = keys.replace(" ", "")
         else:
-            bad.append(f"{where}: keys.{_show(action)[1:-1]} = {_show(keys)}: expected a key like "
+            bad.append(f"{where}: keys.{show_value(action)[1:-1]} = {show_value(keys)}: expected a key like "
                        "\"ctrl+n\"")
-
-
-def _show(value: Any) -> str:
-    """A short one-line repr of a user's value for a problem line."""
-    from gptterm.textsafe import inert
-
-    try:
-        text = repr(value)
-    except ValueError:  # an int too long to print
-        text = f"<{type(value).__name__}>"
-    text = inert(text, single_line=True)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _parse(path: Path) -> tuple[str | None, dict[str, Any], list[str]]:
@@ -146,15 +135,11 @@ def _parse(path: Path) -> tuple[str | None, dict[str, Any], list[str]]:
     except FileNotFoundError:
         return None, {}, []
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        return None, {}, [f"{path}: cannot read: {_one_line(exc)}"]
+        return None, {}, [f"{path}: cannot read: {one_line(exc)}"]
     try:
         return text, tomllib.loads(text), []
-    except tomllib.TOMLDecodeError as exc:
-        return text, {}, [f"{path}: not valid TOML: {_one_line(exc)}"]
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())
+    except ValueError as exc:  # TOMLDecodeError, or an integer too long to convert
+        return text, {}, [f"{path}: not valid TOML: {one_line(exc)}"]
 
 
 def load_settings(path: Path | None = None) -> tuple[Settings, list[str]]:
@@ -205,7 +190,7 @@ def _edited(text: str, settings: Settings, path: Path) -> str:
     try:
         doc = tomlkit.parse(text)
     except Exception as exc:  # noqa: BLE001 - tomlkit's errors have no common base
-        raise SettingsNotSaved(f"settings not saved: {path}: cannot edit: {_one_line(exc)}") \
+        raise SettingsNotSaved(f"settings not saved: {path}: cannot edit: {one_line(exc)}") \
             from None
     now, before = _flat(settings), settings.loaded
     for key in sorted(set(now) | set(before or {})):

@@ -9,13 +9,14 @@ returns the presets that loaded and one line per failure.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from gptterm.tomlfiles import load_dirs, read_toml
+from gptterm.tomlfiles import load_dirs, read_toml, show_value
 
 METHODS = ("greedy", "sample", "beam", "contrastive")
 
@@ -95,29 +96,35 @@ _FLOAT = {
 }
 
 
+INT_MAX = 2**31 - 1  # ints reach torch as int32/int64 tensors and loop bounds
+SEED_LIMIT = 2**63  # seeds: 0 <= seed < 2**63 (torch.manual_seed takes a signed 64-bit int)
+
+
 def _coerce(key: str, value: Any, where: str) -> Any:
     """Check the type of one field and convert it; raise PresetError with a one-liner."""
 
     def bad(expected: str) -> PresetError:
-        return PresetError(f"{where}: {key} = {value!r}: expected {expected}")
+        return PresetError(f"{where}: {key} = {show_value(value)}: expected {expected}")
 
-    if key in _INT:
+    if value is None and _KNOWN[key].default is None:  # optional fields (seed, ...)
+        return None
+    if key in _INT or key == "seed":
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad("an integer")
         return value
     if key in _FLOAT:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad("a number")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int too big for a float
+            number = math.inf
+        if not math.isfinite(number):
+            raise bad("a finite number")
+        return number
     if key == "early_stopping":
         if not isinstance(value, bool):
             raise bad("true or false")
-        return value
-    if key == "seed":
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise bad("a non-negative integer")
         return value
     if key in ("stop", "order"):
         if isinstance(value, str):
@@ -136,32 +143,40 @@ def _check_ranges(p: Preset, where: str) -> None:
         (p.method in METHODS, "method", p.method, " | ".join(METHODS)),
         (p.temperature > 0 or p.method != "sample", "temperature", p.temperature,
          "> 0 when sampling"),
-        (p.temperature >= 0, "temperature", p.temperature, ">= 0"),
-        (p.top_k >= 0, "top_k", p.top_k, ">= 0 (0 turns it off)"),
+        (0 <= p.temperature <= 100, "temperature", p.temperature, "in [0, 100]"),
+        (0 <= p.top_k <= INT_MAX, "top_k", p.top_k, f"in [0, {INT_MAX}] (0 turns it off)"),
         (0 < p.top_p <= 1, "top_p", p.top_p, "in (0, 1]"),
         (0 < p.typical_p <= 1, "typical_p", p.typical_p, "in (0, 1]"),
         (0 <= p.min_p <= 1, "min_p", p.min_p, "in [0, 1]"),
-        (p.repetition_penalty > 0, "repetition_penalty", p.repetition_penalty, "> 0"),
-        (p.no_repeat_ngram_size >= 0, "no_repeat_ngram_size", p.no_repeat_ngram_size, ">= 0"),
-        (p.num_beams >= 1, "num_beams", p.num_beams, ">= 1"),
+        (0 < p.repetition_penalty <= 100, "repetition_penalty", p.repetition_penalty,
+         "in (0, 100]"),
+        (0 <= p.no_repeat_ngram_size <= INT_MAX, "no_repeat_ngram_size",
+         p.no_repeat_ngram_size, f"in [0, {INT_MAX}]"),
+        (1 <= p.num_beams <= 64, "num_beams", p.num_beams, "in [1, 64]"),
+        (-100 <= p.length_penalty <= 100, "length_penalty", p.length_penalty,
+         "in [-100, 100]"),
         (p.penalty_alpha >= 0 and p.penalty_alpha <= 1, "penalty_alpha", p.penalty_alpha,
          "in [0, 1]"),
         (p.method != "contrastive" or (p.penalty_alpha > 0 and p.top_k > 1), "penalty_alpha",
          p.penalty_alpha, "> 0 with top_k > 1 for contrastive search"),
-        (p.max_new_tokens >= 1, "max_new_tokens", p.max_new_tokens, ">= 1"),
-        (p.min_new_tokens >= 0, "min_new_tokens", p.min_new_tokens, ">= 0"),
+        (1 <= p.max_new_tokens <= INT_MAX, "max_new_tokens", p.max_new_tokens,
+         f"in [1, {INT_MAX}]"),
+        (0 <= p.min_new_tokens <= INT_MAX, "min_new_tokens", p.min_new_tokens,
+         f"in [0, {INT_MAX}]"),
+        (p.seed is None or 0 <= p.seed < SEED_LIMIT, "seed", p.seed,
+         "an integer with 0 <= seed < 2**63"),
     ]
     for ok, key, value, expected in checks:
         if not ok:
-            raise PresetError(f"{where}: {key} = {value!r}: expected {expected}")
+            raise PresetError(f"{where}: {key} = {show_value(value)}: expected {expected}")
     for step in p.order:
         if step not in DEFAULT_ORDER:
             raise PresetError(
-                f"{where}: order has {step!r}: expected steps from {', '.join(DEFAULT_ORDER)}"
+                f"{where}: order has {show_value(step)}: expected steps from {', '.join(DEFAULT_ORDER)}"
             )
     repeated = sorted({s for s in p.order if p.order.count(s) > 1})
     if repeated:
-        raise PresetError(f"{where}: order lists {repeated[0]!r} twice: expected each step once")
+        raise PresetError(f"{where}: order lists {show_value(repeated[0])} twice: expected each step once")
     missing = [s for s in active_steps(p) if s not in p.order]
     if missing:
         raise PresetError(
@@ -202,7 +217,8 @@ def from_mapping(data: Mapping[str, Any], *, name: str | None = None, where: str
     for key, value in data.items():
         if key not in _KNOWN:
             raise PresetError(
-                f"{where}: unknown key {key!r}: expected one of {', '.join(sorted(_KNOWN))}"
+                f"{where}: unknown key {show_value(key)}: expected one of "
+                f"{', '.join(sorted(_KNOWN))}"
             )
         values[key] = _coerce(key, value, where)
     if name is not None:
@@ -217,10 +233,10 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise PresetError(f"--set {text!r}: expected key=value")
+        raise PresetError(f"--set {show_value(text)}: expected key=value")
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
+    except ValueError:  # TOMLDecodeError, or an integer too long to convert
         value = raw.strip()
     return key, value
 
@@ -233,7 +249,7 @@ def apply_assignments(preset: Preset, assignments: Iterable[str]) -> Preset:
     for key in changes:
         if key not in _KNOWN or key in ("name", "source"):
             raise PresetError(
-                f"--set: unknown key {key!r}: expected one of "
+                f"--set: unknown key {show_value(key)}: expected one of "
                 f"{', '.join(k for k in sorted(_KNOWN) if k != 'name')}"
             )
     return from_mapping({**preset.values(), **changes}, where="--set", source=preset.source)
