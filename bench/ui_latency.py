@@ -8,6 +8,11 @@ about 60 characters; each reply of `--reply-tokens` is continued at once (as Ctr
 would), so the transcript repaints all the time and replies keep a realistic length.
 
     .venv/bin/python bench/ui_latency.py [--keys 100] [--model NAME_OR_DIR]
+    .venv/bin/python bench/ui_latency.py --turns 40000
+
+With `--turns N` it times only the launch into a saved session of N turns (made in
+the bench's temporary data folder and remembered as the last one open): the screen
+must be up and typing must echo as fast whatever the session's size.
 
 Launch-to-interactive is timed from process start to (a) the first frame with
 the prompt box and (b) the first typed key echoed on screen; with `--model` (or
@@ -30,6 +35,7 @@ import tempfile
 import termios
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 COLS, ROWS = 100, 30
@@ -60,24 +66,52 @@ def child(engine: str, model: str | None, rate: float, reply_tokens: int) -> Non
         make_app(model=model).run()
 
 
+# ---------------------------------------------------------------- a big saved session
+
+
+def session_json(n_turns: int, title: str = "a long session") -> dict[str, Any]:
+    """An exported session of `n_turns` alternating user and model turns (for import_json)."""
+    line = "Shall I compare thee to a summer's day? Thou art more lovely and more temperate."
+    turns = [{"role": "user" if i % 2 == 0 else "model",
+              "text": f"\n[{i}] " + (line if i % 2 == 0 else f"{line}\n{line}\n{line}")}
+             for i in range(n_turns)]
+    return {"format": "gptterm-session", "version": 1,
+            "session": {"id": "bench" + str(n_turns), "title": title}, "turns": turns}
+
+
+def save_big_session(env: dict[str, str], n_turns: int) -> str:
+    """Store a session of `n_turns` in the bench's data folder and make it the one opened."""
+    sys.path.insert(0, str(ROOT))
+    from gptterm import config
+    from gptterm.store import Store
+
+    with Store(Path(env["GPTTERM_DATA_DIR"]) / "sessions.db") as store:
+        session = store.import_json(session_json(n_turns))  # one transaction
+    path = Path(env["GPTTERM_CONFIG_DIR"]) / config.CONFIG_NAME
+    config.save_settings(config.Settings(session=session.id), path)
+    return session.id
+
+
 # ---------------------------------------------------------------- the terminal, in the parent
 
 
 class Terminal:
     """A child process on a pty; read its output, write keys, time what comes back."""
 
-    def __init__(self, engine: str, model: str | None, env: dict[str, str], rate: float,
-                 reply_tokens: int):
+    def __init__(self, args: list[str], env: dict[str, str]):
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
         self.master = master
+        self.output = bytearray()  # everything the app wrote, as the terminal got it
         self.t0 = time.perf_counter()
-        args = [sys.executable, __file__, "--child", engine, "--rate", str(rate),
-                "--reply-tokens", str(reply_tokens)]
-        args += ["--model", model] if model else []
         self.proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env,
                                      start_new_session=True, cwd=ROOT)
         os.close(slave)
+
+    def _read(self) -> bytes:
+        chunk = os.read(self.master, 65536)
+        self.output += chunk
+        return chunk
 
     def read_until(self, needle: bytes, timeout: float = 30.0) -> float:
         """Read output until `needle` appears; return the time it did (perf_counter)."""
@@ -91,7 +125,7 @@ class Terminal:
             ready, _, _ = select.select([self.master], [], [], left)
             if ready:
                 try:
-                    chunk = os.read(self.master, 65536)
+                    chunk = self._read()
                 except OSError:
                     raise TimeoutError("the app exited") from None
                 buffer += chunk
@@ -105,7 +139,7 @@ class Terminal:
             ready, _, _ = select.select([self.master], [], [], left)
             if ready:
                 try:
-                    os.read(self.master, 65536)
+                    self._read()
                 except OSError:
                     return
 
@@ -124,13 +158,22 @@ class Terminal:
         os.close(self.master)
 
 
-def launch(engine: str, model: str | None, env: dict[str, str],
-           rate: float = 0, reply_tokens: int = 0) -> tuple[Terminal, float, float]:
+def app_env(tmp: Path) -> dict[str, str]:
+    """The environment of an app whose data and config live under `tmp`, on an xterm."""
+    return {**os.environ, "GPTTERM_DATA_DIR": str(tmp / "data"),
+            "GPTTERM_CONFIG_DIR": str(tmp / "config"), "HF_HUB_OFFLINE": "1",
+            "TERM": "xterm-256color", "COLUMNS": str(COLS), "LINES": str(ROWS)}
+
+
+def launch(engine: str, model: str | None, env: dict[str, str], rate: float = 0,
+           reply_tokens: int = 0, timeout: float = 30.0) -> tuple[Terminal, float, float]:
     """Start the app; (terminal, seconds to first frame, seconds to first key echoed)."""
-    term = Terminal(engine, model, env, rate, reply_tokens)
-    shown = term.read_until(PROMPT_MARK) - term.t0
+    args = [sys.executable, __file__, "--child", engine, "--rate", str(rate),
+            "--reply-tokens", str(reply_tokens)]
+    term = Terminal(args + (["--model", model] if model else []), env)
+    shown = term.read_until(PROMPT_MARK, timeout) - term.t0
     sent = term.send(b"Q")
-    echoed = term.read_until(b"Q") - term.t0
+    echoed = term.read_until(b"Q", timeout) - term.t0
     del sent
     term.send(b"\x7f")  # backspace: leave the prompt empty
     term.drain(0.2)
@@ -150,16 +193,23 @@ def main() -> int:
                         help="tokens per second the fake engine streams (default 1000)")
     parser.add_argument("--reply-tokens", type=int, default=400,
                         help="tokens per reply; each is continued at once (default 400)")
+    parser.add_argument("--turns", type=int, default=0,
+                        help="only time the launch into a saved session of this many turns")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.model, args.rate, args.reply_tokens)
         return 0
 
-    tmp = Path(tempfile.mkdtemp(prefix="gptterm-bench-"))
-    env = {**os.environ, "GPTTERM_DATA_DIR": str(tmp / "data"),
-           "GPTTERM_CONFIG_DIR": str(tmp / "config"), "HF_HUB_OFFLINE": "1",
-           "TERM": "xterm-256color", "COLUMNS": str(COLS), "LINES": str(ROWS)}
+    env = app_env(Path(tempfile.mkdtemp(prefix="gptterm-bench-")))
+
+    if args.turns:
+        save_big_session(env, args.turns)
+        term, shown, echoed = launch("fake", None, env, timeout=600)
+        term.close()
+        print(f"session of {args.turns} turns: launch to first frame {shown * 1000:.0f} ms, "
+              f"to first key echoed {echoed * 1000:.0f} ms")
+        return 0
 
     term, shown, echoed = launch("fake", None, env, args.rate, args.reply_tokens)
     print(f"launch to first frame (fake engine):        {shown * 1000:7.0f} ms")

@@ -401,14 +401,9 @@ class GptTermApp(App[None]):
             self._flush_text()
             self.gen.view = None  # the reply keeps streaming into its own session
         self.session_id = session_id
-        rows: list[tuple[str, str, str]] = []
-        if session_id is not None and self.store is not None:
-            live = self.gen if self.gen and self.gen.session_id == session_id else None
-            for turn in self.store.turns(session_id):
-                if live and turn.id == live.writer.turn_id:
-                    continue
-                rows.append((turn.role, turn.text, turn.status))
-        self.transcript.show(rows)
+        live = self.gen if self.gen and self.gen.session_id == session_id else None
+        # Reads and shows the last page of turns only: a session of any size opens at once.
+        self.transcript.show_session(self.store, session_id, live.writer.turn_id if live else None)
         if self.gen is not None and self.gen.session_id == session_id:
             self.gen.view = self.transcript.add_turn("model", self.gen.text)
         self.refresh_sidebar()

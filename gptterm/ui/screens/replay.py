@@ -1,6 +1,7 @@
 """Replay a saved session: model turns stream back with their recorded timing.
 
-`+` / `-` change the speed (¼x to 16x); any other key stops the replay.
+`+` / `-` change the speed (¼x to 16x); any other key stops the replay. The title
+is shown inert and the turns go through the transcript, which shows them inert too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from gptterm.replay import turn_events
+from gptterm.textsafe import inert
 from gptterm.ui.widgets.transcript import Transcript
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -43,8 +45,9 @@ class ReplayScreen(Screen[None]):
 
     def _show_bar(self) -> None:
         state = "finished" if self.finished else f"{self.speed:g}x"
+        title = inert(self.session_title, single_line=True)
         self.query_one("#replay-bar", Static).update(Content.assemble(
-            ("▶ replay ", "bold $accent"), (self.session_title, "bold"), f"  {state}  ",
+            ("▶ replay ", "bold $accent"), (title, "bold"), f"  {state}  ",
             ("+/- speed · any other key stops", "dim")))
 
     async def _sleep(self, seconds: float) -> None:

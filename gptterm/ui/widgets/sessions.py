@@ -1,4 +1,8 @@
-"""The sessions sidebar: titles with how long ago each was used, newest first."""
+"""The sessions sidebar: titles with how long ago each was used, newest first.
+
+Titles and names may come from an imported file: they are shown inert, on one line
+(`gptterm.textsafe`), so none can send an escape sequence to the terminal.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from textual.binding import Binding
 from textual.content import Content
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
+
+from gptterm.textsafe import inert
 
 TITLE_CELLS = 24  # one line in the sidebar; wide (CJK) characters count as two
 
@@ -40,7 +46,7 @@ class SessionList(OptionList):
         now = self.clock()
         options = []
         for s in sessions:
-            title = s.title or s.name or "untitled"
+            title = inert(s.title or s.name or "untitled", single_line=True)
             label = Content.styled(title, "bold" if s.id == current else "")
             options.append(Option(
                 Content.assemble(label.truncate(TITLE_CELLS, ellipsis=True), "\n",

@@ -1,17 +1,29 @@
 """The transcript: one block per turn, the user's words set apart from the model's.
 
 Text is shown as plain `Content` (never parsed as markup), so brackets and wide
-CJK characters render as typed. The scroll view is anchored to the bottom while
-text streams in, and lets go when the user scrolls up.
+CJK characters render as typed, and made inert (`gptterm.textsafe`): a saved turn or
+a model's output that holds escape sequences shows them, and the terminal never
+runs them. The scroll view is anchored to the bottom while text streams in, and
+lets go when the user scrolls up.
+
+A saved session opens on its last `PAGE_TURNS` turns, read through `TurnPages`
+(a page of rows, never the whole session), with a line above them that reads the
+page before when clicked or given Enter: a session of any length opens at once.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
+from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
+from textual.message import Message
 from textual.widgets import Static
+
+from gptterm.store import paging
+from gptterm.textsafe import inert
 
 _STATUS_MARK = {"cancelled": "⏹ cancelled", "failed": "✗ failed", "partial": "… interrupted"}
 
@@ -65,7 +77,7 @@ class TurnView(Vertical):
     def _content(self, text: str) -> Content:
         if not text and not self._frozen:
             text = "…" if self.role == "model" else ""
-        body = Content(text)
+        body = Content(inert(text))
         mark = self.note or _STATUS_MARK.get(self.status, "")
         if mark:
             body = Content.assemble(body, ("  " + mark, "dim italic"))
@@ -77,7 +89,7 @@ class TurnView(Vertical):
             self._block, self._block_text = Static(classes="segment"), ""
             self.mount(self._block, before=self._live)
         self._block_text += text
-        self._block.update(Content(self._block_text))
+        self._block.update(Content(inert(self._block_text)))
         self._frozen += text
 
     def set_text(self, text: str, status: str | None = None, note: str | None = None) -> None:
@@ -117,20 +129,110 @@ class TurnView(Vertical):
         self.set_text(self.text, status=self.status)
 
 
+PAGE_TURNS = 50  # turns shown when a session opens, and read per "earlier turns" request
+Row = tuple[str, str, str]  # (role, text, status) of one turn to show
+
+
+class TurnPages:
+    """A saved session read a page at a time, from its newest turn back."""
+
+    def __init__(self, store: Any, session_id: str, skip_id: int | None = None) -> None:
+        self.store = store
+        self.session_id = session_id
+        self.skip_id = skip_id  # a turn shown elsewhere (the reply streaming into it)
+        self.first: int | None = None  # position of the oldest turn read so far
+        self.remaining = 0  # turns older than that, not read yet
+
+    def earlier(self, n: int = PAGE_TURNS) -> list[Row]:
+        """The `n` turns before those read so far (the newest first time), oldest first."""
+        lines = paging.turns_before(self.store, self.session_id, n, self.first)
+        if lines:
+            self.first = lines[0].index
+            self.remaining = paging.count_before(self.store, self.session_id, self.first)
+        else:
+            self.remaining = 0
+        return [(t.role, t.text, t.status) for t in lines if t.id != self.skip_id]
+
+
+class EarlierTurns(Static):
+    """The line above the oldest turn shown: a click or Enter on it shows a page more."""
+
+    can_focus = True
+    BINDINGS = [Binding("enter,space", "load", "Earlier turns")]
+    DEFAULT_CSS = """
+    EarlierTurns { width: 1fr; height: 1; color: $text-muted; text-style: italic; }
+    EarlierTurns:hover, EarlierTurns:focus { color: $text; background: $boost; }
+    """
+
+    class Pressed(Message):
+        """Show the page of turns before the first one shown."""
+
+    def set_count(self, remaining: int) -> None:
+        self.update(Content(f"▲ {remaining:,} earlier turns · click or Enter to show "
+                            f"{min(remaining, PAGE_TURNS)} more"))
+
+    def on_click(self) -> None:
+        self.action_load()
+
+    def action_load(self) -> None:
+        self.post_message(self.Pressed())
+
+
 class Transcript(VerticalScroll):
     """The turns of the open session, newest at the bottom."""
 
     can_focus = True
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pages: TurnPages | None = None
+
     def on_mount(self) -> None:
         self.anchor()
 
-    def show(self, turns: list[tuple[str, str, str]]) -> None:
-        """Replace everything with `turns` of (role, text, status)."""
+    def show_session(self, store: Any, session_id: str | None, skip_id: int | None = None) -> None:
+        """Show the last page of a saved session (None, or no store: an empty transcript).
+
+        `skip_id` is a turn not to show (a reply streaming into the session, shown apart).
+        """
+        pages = (TurnPages(store, session_id, skip_id)
+                 if store is not None and session_id is not None else None)
         self.remove_children()
-        if turns:
-            self.mount_all([TurnView(role, text, status) for role, text, status in turns])
+        self.pages = pages
+        rows = pages.earlier() if pages is not None else []
+        widgets: list[Static | TurnView] = [EarlierTurns()] if pages and pages.remaining else []
+        widgets += [TurnView(role, text, status) for role, text, status in rows]
+        if widgets:
+            self.mount_all(widgets)
+        self._count_earlier()
         self.anchor()
+
+    def _count_earlier(self) -> None:
+        """Say how many turns are not shown yet; drop the line once all are."""
+        for line in self.query(EarlierTurns):
+            if self.pages is not None and self.pages.remaining:
+                line.set_count(self.pages.remaining)
+            else:
+                line.remove()
+
+    def on_earlier_turns_pressed(self, event: EarlierTurns.Pressed) -> None:
+        event.stop()
+        self.show_earlier()
+
+    def show_earlier(self) -> None:
+        """Show the page of turns before the oldest one shown, keeping that one in view."""
+        if self.pages is None or not self.pages.remaining:
+            return
+        views = self.views
+        new = [TurnView(role, text, status) for role, text, status in self.pages.earlier()]
+        if new and views:
+            self.mount_all(new, before=views[0])
+        elif new:
+            self.mount_all(new)
+        self._count_earlier()
+        if views:
+            self.release_anchor()
+            self.call_after_refresh(self.scroll_to_widget, views[0], top=True, animate=False)
 
     def add_turn(self, role: str, text: str = "", status: str = "complete") -> TurnView:
         view = TurnView(role, text, status)
