@@ -1,11 +1,15 @@
-"""Commands to the engine worker and the events it sends back.
+"""Commands to the engine worker, the events it sends back, and the one fold of them.
 
 Plain frozen dataclasses from the standard library only: the UI, the CLI and the
-store build and read them without importing torch or textual.
+store build and read them without importing torch or textual. `Reply` folds the
+events of one request into the reply so far; every reader of events (the TUI, the
+CLI, compare, replay, verify, the turn recorder) uses it, so a `replace` delta or
+tokens per second mean the same everywhere. `new_request_id` makes request ids.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Literal, Union
 
@@ -23,20 +27,39 @@ class LoadModel:
 
 
 @dataclass(frozen=True)
-class Generate:
-    """Continue `prompt`, the whole context of a session, with `preset`.
+class Segment:
+    """One piece of a session's context (a turn): its text and, when they were made by
+    the model now loaded, its token ids. The engine tokenizes a segment without ids."""
 
-    The engine reuses the longest cached token prefix of `session_id`.
-    `max_new_tokens` and `seed` of None fall back to the preset's values.
+    text: str
+    token_ids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Generate:
+    """Continue a session's whole context with `preset`.
+
+    The context is `context` (segments, oldest first) or, when that is empty, the
+    plain text `prompt`. The engine reuses the longest cached token prefix of
+    `session_id`. `max_new_tokens` and `seed` of None fall back to the preset's values.
+    `window_start` and `reuse_limit` redo a stored turn exactly (`replay --verify`):
+    the window starts at that token of the context, and at most that many cached
+    tokens are reused, so the re-run computes what the original did.
     """
 
     request_id: str
     session_id: str
-    prompt: str
+    prompt: str = ""
     preset: Preset = field(default_factory=Preset)
     max_new_tokens: int | None = None
     seed: int | None = None
     inspect_top_k: int = 0
+    context: tuple[Segment, ...] = ()
+    window_start: int | None = None
+    reuse_limit: int | None = None
+
+    def segments(self) -> tuple[Segment, ...]:
+        return self.context or (Segment(self.prompt),)
 
 
 @dataclass(frozen=True)
@@ -91,11 +114,32 @@ class ModelFailed:
 
 @dataclass(frozen=True)
 class Started:
-    """Generation began: prompt tokens in context, of which reused from the cache."""
+    """Generation began: `prompt_tokens` in the window, of which `reused_tokens` came
+    from the cache.
+
+    `window_start`: tokens of the oldest context left out of the window (0: none).
+    `dropped_tokens`: how many of those were dropped by this request (the window
+    moved now). `max_new_tokens`: the effective limit, after the window cap
+    (`requested_max_new_tokens` is what was asked). `tokenized`: (segment index, ids)
+    for each segment that came without ids, in order. `context_sha`: a hash of
+    the window's token ids, so a re-run can check it starts from the same place.
+    """
 
     request_id: str
     prompt_tokens: int
     reused_tokens: int
+    window_start: int = 0
+    dropped_tokens: int = 0
+    max_new_tokens: int = 0
+    requested_max_new_tokens: int = 0
+    tokenized: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    context_sha: str = ""
+    n_ctx: int = 0
+
+    @property
+    def capped(self) -> bool:
+        """Whether the window cap lowered max_new_tokens."""
+        return self.max_new_tokens < self.requested_max_new_tokens
 
 
 @dataclass(frozen=True)
@@ -119,7 +163,13 @@ DoneReason = Literal["eos", "length", "stop", "cancelled"]
 
 @dataclass(frozen=True)
 class Done:
-    """Generation ended normally or by cancel; `ttft` in seconds."""
+    """Generation ended normally or by cancel.
+
+    `seconds` runs from the request's start to its end, `ttft` to the first token.
+    `context_tokens`: tokens in the window at the end (context plus reply).
+    `window_start`: where the window starts at the end (it moves when a long reply
+    slides it). `max_new_tokens`: the effective limit.
+    """
 
     request_id: str
     reason: DoneReason
@@ -127,6 +177,8 @@ class Done:
     seconds: float
     ttft: float
     context_tokens: int = 0
+    window_start: int = 0
+    max_new_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -138,3 +190,74 @@ class Failed:
 
 
 Event = Union[ModelLoading, ModelLoaded, ModelFailed, Started, TextDelta, Done, Failed]
+
+
+def new_request_id() -> str:
+    """A fresh request id (the one place they are made)."""
+    return uuid.uuid4().hex[:12]
+
+
+def decode_rate(n_tokens: int, first_at: float | None, last_at: float | None) -> float | None:
+    """Tokens per second: the tokens after the first over the time after the first.
+
+    This leaves out the prefill (time to first token), so a long context does not
+    drag the figure down; None until two tokens have arrived.
+    """
+    if first_at is None or last_at is None or n_tokens < 2 or last_at <= first_at:
+        return None
+    return (n_tokens - 1) / (last_at - first_at)
+
+
+@dataclass
+class Reply:
+    """One request's reply, folded from its events with `apply` (the only fold).
+
+    `text` and `token_ids` are the reply so far: a delta with `replace` (beam search)
+    replaces them, any other delta appends. `tokens_per_second` is `decode_rate`:
+    while streaming on the arrival times given to `apply` (`now`), once done on the
+    engine's own times (`Done.ttft` and `Done.seconds`), so both count the same way.
+    """
+
+    request_id: str
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    started: Started | None = None
+    end: Done | Failed | None = None
+    first_at: float | None = None
+    last_at: float | None = None
+
+    def apply(self, event: Event, now: float | None = None) -> bool:
+        """Fold `event` in; False (and nothing changes) when it is another request's."""
+        if getattr(event, "request_id", None) != self.request_id:
+            return False
+        if isinstance(event, Started):
+            self.started = event
+        elif isinstance(event, TextDelta):
+            if event.replace:
+                self.text, self.token_ids = event.text, list(event.token_ids)
+            else:
+                self.text += event.text
+                self.token_ids.extend(event.token_ids)
+            if now is not None:
+                if self.first_at is None:
+                    self.first_at = now
+                self.last_at = now
+        elif isinstance(event, (Done, Failed)):
+            self.end = event
+        return True
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def done(self) -> bool:
+        return self.end is not None
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        if isinstance(self.end, Done):
+            if self.end.n_tokens < 2:
+                return None
+            return decode_rate(self.end.n_tokens, self.end.ttft, self.end.seconds)
+        return decode_rate(self.n_tokens, self.first_at, self.last_at)

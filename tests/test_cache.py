@@ -6,7 +6,6 @@ from transformers import AutoModelForCausalLM
 
 from gptterm.engine.cache import CacheEntry, SessionCaches, common_prefix
 from gptterm.engine.decode import Decoder
-from gptterm.engine.generation import fit_context
 
 
 def test_common_prefix():
@@ -49,11 +48,3 @@ def test_crop_keeps_ids_cache_and_hidden_in_step(tiny_model_dir):
     assert entry.ids == [] and entry.past is None and entry.hidden is None
 
 
-def test_fit_context_keeps_window_start_across_turns():
-    entry = CacheEntry()
-    full = list(range(300))
-    ids = fit_context(full, entry, n_ctx=128, max_new=20)
-    assert len(ids) + 20 <= 128 and ids[-1] == 299 and entry.offset == 300 - len(ids)
-    longer = full + [1, 2, 3]
-    again = fit_context(longer, entry, n_ctx=128, max_new=20)
-    assert again[: len(ids)] == ids  # same start: the cached prefix is reused

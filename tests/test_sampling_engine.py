@@ -157,12 +157,17 @@ def test_every_bundled_preset_runs(client):
 
 def test_stop_string_ends_with_reason_stop_and_is_not_shown(client, ref):
     greedy = Preset(method="greedy")
-    _, _, text = run(client, PROMPTS[1], greedy, max_new=24)
+    _, all_ids, text = run(client, PROMPTS[1], greedy, max_new=24)
     stop = text[len(text) // 2: len(text) // 2 + 3]
     assert stop.strip() and len(text) > 6
-    done, _, shown = run(client, PROMPTS[1], greedy.replace(stop=[stop]), max_new=24)
+    done, ids, shown = run(client, PROMPTS[1], greedy.replace(stop=[stop]), max_new=24)
     assert done.reason == "stop"
-    assert shown == text[: text.index(stop)]
+    # The reply keeps the whole tokens before the stop string, and its ids say the same
+    # (a token that runs into the stop string goes, so text and ids never disagree).
+    assert stop not in shown and text[: text.index(stop)].startswith(shown)
+    assert ids == all_ids[: len(ids)] and done.n_tokens == len(ids)
+    _, _, whole = run(client, PROMPTS[1], greedy, max_new=len(ids) or 1)
+    assert shown == (whole if ids else "")
 
 
 def test_beam_stop_string_ends_with_reason_stop(client):

@@ -1,4 +1,5 @@
-"""One generation request on the worker thread: fit the context, prefill, decode, emit.
+"""One generation request on the worker thread: build the context, place the window,
+prefill, decode, emit.
 
 Token-by-token strategies (greedy, sample, contrastive) are generators of token ids;
 `run_generation` consumes them, turns ids into text, watches for end-of-text, stop
@@ -13,28 +14,13 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from gptterm.engine.cache import CacheEntry, SessionCaches
+from gptterm.engine import window
+from gptterm.engine.cache import SessionCaches
+from gptterm.engine.context import context_ids, window_sha
 from gptterm.engine.decode import Decoder
 from gptterm.engine.detokenize import IncrementalDecoder
 from gptterm.presets import Preset
 from gptterm.protocol import Done, Event, Generate, Started, TextDelta
-
-
-def fit_context(full: list[int], entry: CacheEntry, n_ctx: int, max_new: int) -> list[int]:
-    """The window of `full` to feed the model, leaving room for `max_new` tokens.
-
-    Past the window the oldest tokens are dropped, down to half the context, so the
-    next turns keep this window start (stored in `entry.offset`) and reuse the cache.
-    """
-    room = n_ctx - max_new
-    if entry.offset >= len(full):
-        entry.offset = 0
-    ids = full[entry.offset:]
-    if len(ids) > room:
-        keep = max(1, min(room, n_ctx // 2))
-        entry.offset = len(full) - keep
-        ids = full[entry.offset:]
-    return ids
 
 
 def sample_tokens(dec: Decoder, logits: torch.Tensor, *, preset: Preset, prompt_ids: list[int],
@@ -64,7 +50,11 @@ def sample_tokens(dec: Decoder, logits: torch.Tensor, *, preset: Preset, prompt_
 
 
 class TextSink:
-    """Turns generated ids into TextDelta events, holding back a possible stop string."""
+    """Turns generated ids into TextDelta events, holding back a possible stop string.
+
+    At a stop string the reply keeps only the tokens whose text ends before it, so the
+    stored ids and text say the same thing (the next turn's context is built from them).
+    """
 
     def __init__(self, request_id: str, detok: IncrementalDecoder, stops: tuple[str, ...],
                  emit: Callable[[Event], None]):
@@ -74,34 +64,56 @@ class TextSink:
         self.emit = emit
         self.text = ""  # all reply text decoded so far
         self.sent = 0  # characters of `text` already emitted
-        self.pending_ids: list[int] = []
-        self.pending_alts: list[tuple[tuple[str, float], ...]] = []
+        self.ids: list[int] = []  # every token pushed
+        self.ends: list[int] = []  # len(text) after each token
+        self.sent_ids = 0  # tokens already emitted
+        self.alts: list[tuple[tuple[str, float], ...]] = []
         self.stopped = False
 
+    @property
+    def n_tokens(self) -> int:
+        """Tokens in the reply (after a stop: the ones kept)."""
+        return self.sent_ids
+
     def push(self, token: int, alternatives: tuple = ()) -> None:
-        self.pending_ids.append(token)
+        self.ids.append(token)
         if alternatives:
-            self.pending_alts.append(alternatives)
-        self._take(self.detok.push([token]))
+            self.alts.append(alternatives)
+        self.text += self.detok.push([token])
+        self.ends.append(len(self.text))
+        self._take()
 
     def finish(self) -> None:
         if not self.stopped:
-            self._take(self.detok.flush(), final=True)
+            self.text += self.detok.flush()
+            if self.ends:
+                self.ends[-1] = len(self.text)
+            self._emit(len(self.text), len(self.ids))
 
-    def _take(self, delta: str, final: bool = False) -> None:
-        self.text += delta
-        end = len(self.text)
-        for stop in self.stops:
-            found = self.text.find(stop, max(0, self.sent - len(stop)))
-            if found != -1 and found < end:
-                end, self.stopped = found, True
-        if not self.stopped and not final:
-            end -= _held_back(self.text, self.stops)
-        if end > self.sent or (self.pending_ids and final):
+    def _take(self) -> None:
+        found = min((f for f in (self.text.find(s, max(0, self.sent - len(s)))
+                                 for s in self.stops) if f != -1), default=-1)
+        if found != -1:
+            self.stopped = True
+            keep = sum(1 for e in self.ends if e <= found)  # whole tokens before the stop
+            while keep and self.ends[keep - 1] == (self.ends[keep - 2] if keep > 1 else 0):
+                keep -= 1  # its bytes wait for a later token: part of a split character
+            end = self.ends[keep - 1] if keep else 0
+            if keep < self.sent_ids or end < self.sent:  # already showed too much: redo
+                self.emit(TextDelta(self.request_id, self.text[:end], tuple(self.ids[:keep]),
+                                    tuple(self.alts[:keep]), replace=True))
+                self.sent, self.sent_ids = end, keep
+            else:
+                self._emit(end, keep)
+            return
+        self._emit(len(self.text) - _held_back(self.text, self.stops), len(self.ids))
+
+    def _emit(self, end: int, n_ids: int) -> None:
+        if end > self.sent or n_ids > self.sent_ids:
             self.emit(TextDelta(self.request_id, self.text[self.sent:end],
-                                tuple(self.pending_ids), tuple(self.pending_alts)))
-            self.sent = end
-            self.pending_ids, self.pending_alts = [], []
+                                tuple(self.ids[self.sent_ids:n_ids]),
+                                tuple(self.alts[self.sent_ids:n_ids])))
+            self.sent, self.sent_ids = max(end, self.sent), n_ids
 
 
 def _held_back(text: str, stops: tuple[str, ...]) -> int:
@@ -121,17 +133,26 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
     t0 = time.perf_counter()
     preset = command.preset
     tokenizer = lm.tokenizer
-    max_new = max(1, min(command.max_new_tokens or preset.max_new_tokens, lm.n_ctx - 1))
-    full = tokenizer(command.prompt, add_special_tokens=False)["input_ids"]
-    if not full:  # an empty prompt starts from the start-of-text token
-        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else lm.eos_token_id
-        full = [start if start is not None else 0]
+    requested = command.max_new_tokens or preset.max_new_tokens
+    max_new = window.cap_max_new(requested, lm.n_ctx)
+    start_token = tokenizer.bos_token_id if tokenizer.bos_token_id is not None \
+        else lm.eos_token_id
+    full, tokenized = context_ids(tokenizer, command.segments(), lm.model.config.vocab_size,
+                                  start_token)
     entry = caches.get(command.session_id)
-    ids = fit_context(full, entry, lm.n_ctx, max_new)
-    dec = Decoder(lm.model, entry, lm.device)
-    logits, reused = dec.prefill(ids)
+    before = entry.offset if entry.ids else 0
+    start = command.window_start
+    if start is None or not 0 <= start < len(full):
+        start = window.place(len(full), before, lm.n_ctx,
+                             window.room_needed(preset.method, max_new))
+    ids = full[start:]
+    dec = Decoder(lm.model, entry, lm.device, lm.n_ctx)
+    logits, reused = dec.prefill(full, start, command.reuse_limit)
     caches.enforce_budget(keep=command.session_id)
-    emit(Started(command.request_id, len(ids), reused))
+    emit(Started(command.request_id, len(ids), reused, window_start=start,
+                 dropped_tokens=max(0, start - before), max_new_tokens=max_new,
+                 requested_max_new_tokens=requested, tokenized=tokenized,
+                 context_sha=window_sha(ids), n_ctx=lm.n_ctx))
 
     detok = IncrementalDecoder(tokenizer, ids, strip_cjk=lm.spec.strip_cjk_spaces)
     ttft = 0.0
@@ -162,7 +183,6 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
             if token == lm.eos_token_id:
                 reason = "eos"
                 break
-            n_tokens += 1
             sink.push(token, alternatives[0] if alternatives else ())
             if sink.stopped:
                 reason = "stop"
@@ -172,8 +192,9 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
                 break
         tokens.close()
         sink.finish()
+        n_tokens = sink.n_tokens
     emit(Done(command.request_id, reason, n_tokens, time.perf_counter() - t0, ttft,
-              len(entry.ids)))
+              len(entry.ids), entry.offset, max_new))
 
 
 def _run_beam(lm: Any, dec: Decoder, logits: torch.Tensor, ids: list[int], command: Generate,
