@@ -7,12 +7,12 @@ sends Cancel, and the call returns once the engine reports the generation done.
 from __future__ import annotations
 
 import queue
-import uuid
 from typing import Callable
 
 from gptterm.engine.engine import Engine
 from gptterm.protocol import (
     Cancel, Done, Event, Failed, Generate, ModelFailed, ModelLoaded, ModelLoading, LoadModel,
+    new_request_id,
 )
 
 
@@ -23,9 +23,9 @@ class ModelLoadError(Exception):
 class EngineClient:
     """Runs an Engine and waits on its events."""
 
-    def __init__(self, device: str = "auto"):
+    def __init__(self, device: str = "auto", threads: int | None = None):
         self._events: queue.Queue[Event] = queue.Queue()
-        self.engine = Engine(self._events.put, device=device).start()
+        self.engine = Engine(self._events.put, device=device, threads=threads).start()
         self.loaded: ModelLoaded | None = None
 
     def __enter__(self) -> "EngineClient":
@@ -71,5 +71,5 @@ class EngineClient:
             except KeyboardInterrupt:
                 self.engine.submit(Cancel(command.request_id))
 
-def new_request_id() -> str:
-    return uuid.uuid4().hex[:12]
+
+__all__ = ["EngineClient", "ModelLoadError", "new_request_id"]

@@ -29,11 +29,13 @@ class Engine:
         emit: called with each Event, on the worker thread.
         device: auto | cpu | cuda, used when a LoadModel does not say.
         cache_budget: bytes of KV cache kept across sessions.
+        threads: CPU threads for the model (None: picked for the model's size).
     """
 
     def __init__(self, emit: Callable[[Event], None], device: str = "auto",
-                 cache_budget: int = DEFAULT_CACHE_BUDGET):
+                 cache_budget: int = DEFAULT_CACHE_BUDGET, threads: int | None = None):
         self._emit = emit
+        self._threads = threads  # CPU threads asked for (None: picked per model)
         self._device = device
         self._cache_budget = cache_budget
         self._inbox: queue.Queue[Command] = queue.Queue()
