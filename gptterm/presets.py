@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from gptterm.cli_types import INT_MAX, SEED_LIMIT
 from gptterm.tomlfiles import load_dirs, read_toml, show_value
 
 METHODS = ("greedy", "sample", "beam", "contrastive")
@@ -59,6 +60,9 @@ class Preset:
     min_new_tokens: int = 0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    # What starts a new prompt after text that does not end in whitespace (None: the
+    # model's catalog entry decides, else a newline).
+    turn_separator: str | None = None
     order: tuple[str, ...] = DEFAULT_ORDER
     source: str = field(default="", compare=False)
 
@@ -96,8 +100,6 @@ _FLOAT = {
 }
 
 
-INT_MAX = 2**31 - 1  # ints reach torch as int32/int64 tensors and loop bounds
-SEED_LIMIT = 2**63  # seeds: 0 <= seed < 2**63 (torch.manual_seed takes a signed 64-bit int)
 
 
 def _coerce(key: str, value: Any, where: str) -> Any:
@@ -165,6 +167,8 @@ def _check_ranges(p: Preset, where: str) -> None:
          f"in [0, {INT_MAX}]"),
         (p.seed is None or 0 <= p.seed < SEED_LIMIT, "seed", p.seed,
          "an integer with 0 <= seed < 2**63"),
+        (p.turn_separator is None or len(p.turn_separator) <= 16, "turn_separator",
+         p.turn_separator, "a string of at most 16 characters"),
     ]
     for ok, key, value, expected in checks:
         if not ok:

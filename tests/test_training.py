@@ -217,8 +217,86 @@ def test_out_dir_holding_a_different_model_is_refused(tmp_path, capsys, tiny_mod
     shutil.copytree(tiny_model_dir, out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert cli.main(["train", str(corpus), "--out", str(out), *TINY, "--max-steps", "2"]) == 2
-    assert "different model" in one_line_error(capsys)
+    assert f"--out {out}: already holds a trained model" in one_line_error(capsys)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # Nor does --overwrite replace a model that gptterm did not write.
+    assert cli.main(["train", str(corpus), "--out", str(out), *TINY, "--max-steps", "2",
+                     "--overwrite"]) == 2
+    assert "gptterm did not write" in one_line_error(capsys)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_trained_model_is_replaced_only_with_overwrite_and_only_its_files(tmp_path, capsys):
+    corpus = corpus_file(tmp_path)
+    out = tmp_path / "m"
+    args = ["train", str(corpus), "--out", str(out), *TINY, "--max-steps", "2"]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    (out / "notes.txt").write_text("my notes")
+    before = snapshot(out)
+    # Same recipe with other steps, learning rate or corpus text: refused, nothing touched.
+    corpus.write_text(corpus.read_text() + "more words .\n")
+    for extra in (["--max-steps", "3"], ["--lr", "0.002"], []):
+        assert cli.main([*args, *extra]) == 2
+        line = one_line_error(capsys)
+        assert str(out) in line and "--overwrite" in line
+        assert snapshot(out) == before
+    assert cli.main([*args, "--max-steps", "3", "--overwrite"]) == 0
+    capsys.readouterr()
+    assert (out / "notes.txt").read_text() == "my notes"
+    assert json.loads((out / "gptterm_training.json").read_text())["steps"] == 3
+    load(out)
+
+
+@pytest.mark.parametrize("intruder", ["README.md", "checkpoint/mine.txt", "model-00001.safetensors"])
+def test_overwrite_never_deletes_a_file_gptterm_did_not_write(tmp_path, capsys, intruder):
+    corpus = corpus_file(tmp_path)
+    out = tmp_path / "m"
+    args = ["train", str(corpus), "--out", str(out), *TINY, "--max-steps", "2"]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    path = out / intruder
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("the user's own words")  # README.md: the card, edited by the user
+    before = snapshot(out)
+    assert cli.main([*args, "--overwrite"]) == 2
+    line = one_line_error(capsys)
+    assert intruder.split("/")[0] in line and "gptterm did not write" in line
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("flag,value,expected", [
+    ("--lr", "inf", "(0, 10]"), ("--lr", "nan", "(0, 10]"), ("--lr", "0", "(0, 10]"),
+    ("--dropout", "5", "[0, 1)"), ("--val-fraction", "1", "[0, 1)"),
+    ("--seed", str(2**63), "0 to 9223372036854775807"), ("--seed", "-1", "0 to"),
+    ("--steps", "-1", "0 to 2147483647"), ("--batch-size", "0", "1 to 2147483647"),
+    ("--batch-size", str(10**30), "1 to 2147483647"), ("--epochs", "1.5", "an integer"),
+    ("--layers", "0", "1 to"), ("--context", "x", "an integer"),
+    ("--sample-prompt", "caf\udce9", "not valid UTF-8 (byte 0xe9"),
+])
+def test_bad_training_flags_are_one_line_before_anything_runs(tmp_path, capsys, flag, value,
+                                                              expected):
+    corpus = corpus_file(tmp_path)
+    out = tmp_path / "m"
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["train", str(corpus), "--out", str(out), *TINY, flag, value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "argument " in err and flag in err and expected in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("field,value", [("lr", float("inf")), ("dropout", 5.0),
+                                         ("seed", 2**63), ("batch_size", 10**30),
+                                         ("val_fraction", float("nan"))])
+def test_settings_out_of_range_are_training_errors(tmp_path, field, value):
+    with pytest.raises(TrainingError, match="expected"):
+        run(settings(corpus_file(tmp_path), tmp_path / "m", **{field: value}))
+    assert not (tmp_path / "m").exists()
 
 
 def test_settings_errors_are_training_errors(tmp_path):

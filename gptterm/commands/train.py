@@ -10,6 +10,15 @@ import argparse
 import shlex
 import sys
 
+from gptterm.cli_types import finite_float, non_negative_int, positive_int, seed_arg, text_arg
+from gptterm.training.run import FLOAT_RANGES
+
+
+def _float_flag(key: str):
+    """The argparse type of a float setting: the range `run.check_settings` enforces."""
+    lo, hi, lo_open, hi_open = FLOAT_RANGES[key]
+    return finite_float(lo, hi, lo_open=lo_open, hi_open=hi_open)
+
 # dest -> flag used when the recipe command is written into the model card.
 _TRAIN_RECIPE = ["tokenizer", "vocab_size", "n_layer", "n_embd", "n_head", "n_ctx"]
 _LOOP_RECIPE = ["epochs", "max_steps", "batch_size", "lr", "dropout", "val_fraction", "seed",
@@ -30,16 +39,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("corpus", nargs="+", metavar="CORPUS", help="UTF-8 text files (or folders)")
     t.add_argument("--tokenizer", choices=("bpe", "sentencepiece"), default="bpe",
                    help="byte-level BPE (tokenizers) or SentencePiece (default: bpe)")
-    t.add_argument("--vocab-size", "--vocab", dest="vocab_size", type=int, metavar="N", default=8000,
+    t.add_argument("--vocab-size", "--vocab", dest="vocab_size", type=positive_int, metavar="N", default=8000,
                    help="tokenizer vocabulary size (default: 8000)")
-    t.add_argument("--layers", "--n-layer", dest="n_layer", type=int, metavar="N", default=4,
+    t.add_argument("--layers", "--n-layer", dest="n_layer", type=positive_int, metavar="N", default=4,
                    help="transformer blocks (default: 4)")
-    t.add_argument("--width", "--n-embd", "--d-model", dest="n_embd", type=int, metavar="N", default=256,
+    t.add_argument("--width", "--n-embd", "--d-model", dest="n_embd", type=positive_int, metavar="N", default=256,
                    help="embedding width (default: 256)")
-    t.add_argument("--heads", "--n-head", dest="n_head", type=int, metavar="N", default=4,
+    t.add_argument("--heads", "--n-head", dest="n_head", type=positive_int, metavar="N", default=4,
                    help="attention heads (default: 4)")
     t.add_argument("--context", "--n-positions", "--n-ctx", "--block-size", "--seq-len",
-                   dest="n_ctx", type=int, metavar="N", default=256,
+                   dest="n_ctx", type=positive_int, metavar="N", default=256,
                    help="context length in tokens (default: 256)")
     _loop_options(t, lr=1e-3)
     t.set_defaults(func=run_train, mode="train")
@@ -49,8 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "on text files; the base tokenizer is kept.")
     f.add_argument("base", metavar="BASE", help="catalog name (see `gptterm models`) or dir")
     f.add_argument("corpus", nargs="+", metavar="CORPUS", help="UTF-8 text files (or folders)")
-    f.add_argument("--context", "--n-ctx", "--block-size", "--seq-len", dest="n_ctx", type=int, metavar="N",
-                   default=None, help="training sequence length (default: the base's context)")
+    f.add_argument("--context", "--n-ctx", "--block-size", "--seq-len", dest="n_ctx", type=positive_int,
+                   metavar="N", default=None, help="training sequence length (default: the base's context)")
     _loop_options(f, lr=3e-4)
     f.set_defaults(func=run_finetune, mode="finetune")
 
@@ -58,9 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Perplexity of MODEL on FILE over consecutive windows.")
     p.add_argument("model", metavar="MODEL", help="catalog name or model directory")
     p.add_argument("file", metavar="FILE", help="UTF-8 text file")
-    p.add_argument("--context", type=int, default=None, help="window in tokens "
+    p.add_argument("--context", type=positive_int, default=None, help="window in tokens "
                    "(default: the model's context)")
-    p.add_argument("--max-tokens", type=int, default=0, help="score at most this many tokens")
+    p.add_argument("--max-tokens", type=non_negative_int, default=0, help="score at most this many tokens")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run_perplexity)
@@ -68,29 +77,32 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _loop_options(p: argparse.ArgumentParser, lr: float) -> None:
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output model folder")
-    p.add_argument("--epochs", type=int, default=None, metavar="N", help="passes over the corpus "
+    p.add_argument("--epochs", type=positive_int, default=None, metavar="N", help="passes over the corpus "
                    "(default: 1)")
-    p.add_argument("--max-steps", "--steps", dest="max_steps", type=int, metavar="N", default=None,
+    p.add_argument("--max-steps", "--steps", dest="max_steps", type=non_negative_int,
+                   metavar="N", default=None,
                    help="stop after this many steps (overrides --epochs)")
-    p.add_argument("--batch-size", type=int, default=16, metavar="N", help="sequences per step "
+    p.add_argument("--batch-size", type=positive_int, default=16, metavar="N", help="sequences per step "
                    "(default: 16)")
-    p.add_argument("--lr", "--learning-rate", dest="lr", type=float, default=lr, metavar="LR",
+    p.add_argument("--lr", "--learning-rate", dest="lr", type=_float_flag("lr"), default=lr,
+                   metavar="LR",
                    help=f"peak learning rate (default: {lr:g})")
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout (default: 0)")
+    p.add_argument("--dropout", type=_float_flag("dropout"), default=0.0,
+                   help="dropout probability in [0, 1) (default: 0)")
     p.add_argument("--val", action="append", default=[], metavar="FILE",
                    help="held-out validation file (repeatable; default: the end of each "
                    "corpus file)")
-    p.add_argument("--val-fraction", type=float, default=0.05,
+    p.add_argument("--val-fraction", type=_float_flag("val_fraction"), default=0.05,
                    help="share of each file held out when no --val (default: 0.05)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default: 0)")
     p.add_argument("--device", default=None, help="auto, cpu or cuda (default: auto)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=None,
                    help="bf16 autocast where the hardware has it (default: auto)")
     p.add_argument("--save-dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="dtype of the saved weights (default: fp32)")
-    p.add_argument("--save-every", type=int, default=None, metavar="STEPS",
+    p.add_argument("--save-every", type=non_negative_int, default=None, metavar="STEPS",
                    help="also checkpoint every STEPS steps (default: each epoch)")
-    p.add_argument("--sample-prompt", default=None, help="prompt of the per-epoch sample")
+    p.add_argument("--sample-prompt", type=text_arg, default=None, help="prompt of the per-epoch sample")
     p.add_argument("--resume", action="store_true",
                    help="continue the run checkpointed in --out")
     p.add_argument("--overwrite", action="store_true",

@@ -7,12 +7,12 @@ raises TrainingError (one line) before anything is written to the output folder.
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from gptterm.cli_types import INT_MAX, SEED_LIMIT, check_float, check_int
 from gptterm.training import TrainingError, card, corpus, outdir
 from gptterm.training.trainer import Interrupted  # noqa: F401  (re-exported for callers)
 
@@ -64,28 +64,45 @@ class Settings:
     recipe: str = ""
 
     def recipe_key(self) -> str:
-        """What makes two runs 'the same model' (rerunning a recipe may replace its output)."""
+        """What makes two runs 'the same model' (recorded in the model's RUN_INFO)."""
         keys = ("mode", "base", "tokenizer", "vocab_size", "n_layer", "n_embd", "n_head",
                 "n_ctx", "corpus")
         return json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
 
 
+# (lo, hi, lo_open, hi_open) of each float setting; the CLI flags check the same ranges.
+FLOAT_RANGES = {"lr": (0.0, 10.0, True, False), "dropout": (0.0, 1.0, False, True),
+                "val_fraction": (0.0, 1.0, False, True), "weight_decay": (0.0, 10.0, False, False)}
+# (flag, lowest) of each int setting; every one is at most INT_MAX.
+INT_RANGES = {"vocab_size": ("--vocab-size", 1), "n_layer": ("--layers", 1),
+              "n_embd": ("--width", 1), "n_head": ("--heads", 1), "n_ctx": ("--context", 1),
+              "batch_size": ("--batch-size", 1), "epochs": ("--epochs", 0),
+              "max_steps": ("--max-steps", 0), "save_every": ("--save-every", 0),
+              "seed": ("--seed", 0), "sample_tokens": ("sample_tokens", 0),
+              "val_max_tokens": ("val_max_tokens", 1)}
+
+
+def _check_numbers(s: Settings) -> None:
+    """Raise TrainingError for the first number out of range (inf, nan, 10**30 ...)."""
+    for key, (lo, hi, lo_open, hi_open) in FLOAT_RANGES.items():
+        try:
+            check_float(getattr(s, key), lo, hi, lo_open=lo_open, hi_open=hi_open)
+        except ValueError as exc:
+            raise TrainingError(f"--{key.replace('_', '-')}: {exc}") from None
+    for key, (flag, lo) in INT_RANGES.items():
+        hi = SEED_LIMIT - 1 if key == "seed" else INT_MAX
+        try:
+            check_int(getattr(s, key), lo, hi)
+        except ValueError as exc:
+            raise TrainingError(f"{flag}: {exc}") from None
+
+
 def check_settings(s: Settings) -> None:
-    positive = {"--vocab-size": s.vocab_size, "--layers": s.n_layer, "--width": s.n_embd,
-                "--heads": s.n_head, "--context": s.n_ctx, "--batch-size": s.batch_size}
-    for flag, value in positive.items():
-        if value < 1:
-            raise TrainingError(f"{flag}: expected a positive number, got {value}")
+    _check_numbers(s)
     if s.mode == "train" and s.n_embd % s.n_head:
         raise TrainingError(f"--width {s.n_embd} is not divisible by --heads {s.n_head}")
     if s.epochs < 1 and not s.max_steps:
         raise TrainingError(f"--epochs: expected at least 1, got {s.epochs}")
-    if s.max_steps < 0:
-        raise TrainingError(f"--max-steps: expected a positive number, got {s.max_steps}")
-    if not s.lr > 0:
-        raise TrainingError(f"--lr: expected a positive number, got {s.lr}")
-    if not 0 <= s.val_fraction < 1:
-        raise TrainingError(f"--val-fraction: expected 0 <= x < 1, got {s.val_fraction}")
     if s.save_dtype not in SAVE_DTYPES:
         raise TrainingError(f"--save-dtype: expected one of {', '.join(SAVE_DTYPES)}")
     if s.tokenizer not in ("bpe", "sentencepiece"):
@@ -138,7 +155,7 @@ def run(s: Settings, *, on_step: Callable | None = None, echo=print,
     out = Path(s.out).expanduser()
     state = None
     if s.resume:
-        outdir.check(out, resume=True, overwrite=False, recipe_key="")
+        outdir.check(out, resume=True, overwrite=False)
         state = outdir.read_state(out)
         saved = Settings(**{k: v for k, v in state["settings"].items()
                             if k in {f.name for f in fields(Settings)}})
@@ -157,7 +174,7 @@ def run(s: Settings, *, on_step: Callable | None = None, echo=print,
         raise TrainingError(f"--resume: the corpus differs from the one the checkpoint in "
                             f"{out} was trained on")
     if not s.resume:
-        outdir.check(out, resume=False, overwrite=s.overwrite, recipe_key=s.recipe_key())
+        outdir.check(out, resume=False, overwrite=s.overwrite)
 
     import torch
     from transformers.utils import logging as hf_logging
@@ -241,7 +258,7 @@ def run(s: Settings, *, on_step: Callable | None = None, echo=print,
 
     # Finished: stage the model, its tokenizer and card, then move them in (config last).
     staged = out / outdir.STAGING
-    shutil.rmtree(staged, ignore_errors=True)
+    outdir.remove_work_dir(staged)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[s.save_dtype]
     model.to("cpu").to(dtype)
     model.config.use_cache = True
