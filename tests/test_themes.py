@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from ui_fakes import Engines, notifications, until
 
 from gptterm import config, paths
 from gptterm.ui.app import make_app
-from gptterm.ui.themes import DEFAULT_THEME, load_theme_file, load_themes
+from gptterm.ui.themes import DEFAULT_THEME, load_theme_file, load_themes, theme_from_mapping
 
 
 def test_bundled_themes_load():
@@ -53,3 +54,47 @@ async def test_theme_choice_persists_and_broken_user_theme_notifies(ui_env):
     app2 = make_app(engine_factory=Engines().factory())
     async with app2.run_test() as pilot:
         assert app2.theme == "sea"
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('[variables]\n"footer-key-foreground" = "not-a-colour"\n',
+     "variables.footer-key-foreground = 'not-a-colour': expected a colour"),
+    ('[variables]\n"footer-key-foreground" = "$primary"\n', "variables.footer-key-foreground"),
+    ('[variables]\n"footer-key-foreground" = "red; } Screen { color: red"\n',
+     "variables.footer-key-foreground"),
+    ('[variables]\n"block-cursor-text-style" = "sparkly"\n', "expected a text style"),
+    ('[variables]\n"no-such-variable" = "red"\n', "variables.no-such-variable: unknown variable"),
+    ("text_alpha = nan\n", "text_alpha = nan: expected a number from 0 to 1"),
+    ("luminosity_spread = 1e309\n", "luminosity_spread = inf"),
+    ("primary = 12345678901234567890123456789\n", "primary = 1234"),
+])
+def test_bad_variables_and_numbers_are_one_line_naming_file_and_key(tmp_path, text, needle):
+    body = text if text.startswith("primary") else 'primary = "#112233"\n' + text
+    (tmp_path / "bad.toml").write_text(body)
+    themes, failed = load_themes([tmp_path])
+    assert themes == {} and len(failed) == 1
+    assert "\n" not in failed[0] and "bad.toml" in failed[0] and needle in failed[0], failed
+
+
+def test_good_variables_load():
+    theme = theme_from_mapping(
+        {"primary": "#112233", "variables": {"footer-key-foreground": "#F2B84B",
+                                             "block-cursor-text-style": "bold italic",
+                                             "text-muted": "auto 60%"}},
+        name="ok", where="ok.toml")
+    assert theme.variables["block-cursor-text-style"] == "bold italic"
+
+
+async def test_a_chosen_theme_with_a_bad_variable_falls_back_and_the_app_starts(ui_env):
+    themes_dir = paths.user_themes_dir()
+    themes_dir.mkdir(parents=True)
+    (themes_dir / "neon.toml").write_text(
+        'primary = "#ff00ff"\n[variables]\n"footer-key-foreground" = "glow"\n')
+    config.config_path().write_text('theme = "neon"\n')
+    app = make_app(engine_factory=Engines().factory())
+    async with app.run_test() as pilot:
+        await until(pilot, lambda: app.engine is not None)
+        assert app.theme == DEFAULT_THEME
+        said = [n for n in notifications(app) if "neon.toml" in n]
+        assert len(said) == 1 and "variables.footer-key-foreground = 'glow'" in said[0]
+    assert config.config_path().read_text().startswith('theme = "neon"\n')  # kept for later
