@@ -23,6 +23,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,11 +50,10 @@ from gptterm.protocol import (
     ModelFailed,
     ModelLoaded,
     ModelLoading,
-    Reply,
     Started,
     TextDelta,
 )
-from gptterm.recorder import TurnRecorder, status_for, window_notices
+from gptterm.session_run import stats_for, status_for
 from gptterm.ui.commands import PROVIDERS
 from gptterm.ui.feeder import StoreFeeder
 from gptterm.ui.keymap import resolve_keymap
@@ -78,7 +78,7 @@ def default_engine_factory(emit: Callable[[Event], None]) -> Any:
     """The real engine; imported here so `import gptterm.ui.app` stays light."""
     from gptterm.engine.engine import Engine
 
-    return Engine(emit, threads=config.load_settings()[0].threads)
+    return Engine(emit)
 
 
 @dataclass(frozen=True)
@@ -136,24 +136,28 @@ _BOUND_ELSEWHERE = (  # shown in help; not rebindable here
 
 @dataclass
 class Generation:
-    """The reply being written: its recorder (which folds and stores it) and its view."""
+    """The reply being written: where it goes and what has arrived."""
 
-    recorder: TurnRecorder
+    request_id: str
     session_id: str
+    writer: Any  # store TurnWriter
     preset: str
     started: float
+    text: str = ""
+    n_tokens: int = 0
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    first_token_at: float | None = None
     cancelling: bool = False
     inspect: bool = False  # alternatives were asked for
     view: TurnView | None = None
     dirty: bool = False
+    stats: dict = field(default_factory=dict)
+    t0: float = field(default_factory=time.monotonic)  # when the store turn began
 
-    @property
-    def request_id(self) -> str:
-        return self.recorder.request_id
-
-    @property
-    def reply(self) -> Reply:
-        return self.recorder.reply
+    def since_start(self) -> float:
+        """Seconds since the turn began: the time stamp of a chunk, taken on arrival."""
+        return time.monotonic() - self.t0
 
 
 class MainScreen(Screen):
@@ -396,7 +400,7 @@ class GptTermApp(App[None]):
         # Reads and shows the last page of turns only: a session of any size opens at once.
         self.transcript.show_session(self.store, session_id, live.writer.turn_id if live else None)
         if self.gen is not None and self.gen.session_id == session_id:
-            self.gen.view = self.transcript.add_turn("model", self.gen.reply.text)
+            self.gen.view = self.transcript.add_turn("model", self.gen.text)
         self.refresh_sidebar()
         if self.settings.session != session_id:
             self.settings.session = session_id
@@ -504,29 +508,29 @@ class GptTermApp(App[None]):
             self.session_id = session.id
             self.settings.session = session.id
             self.save_settings()
-        self._start_generation(self.session_id, text)
+        self.store.add_turn(self.session_id, "user", text)
+        self.transcript.add_turn("user", text)
+        self._start_generation(self.session_id)
         self.refresh_sidebar()
 
-    def _start_generation(self, session_id: str, prompt: str | None = None) -> None:
-        """Continue `session_id` after `prompt` (None: as it stands) on the current preset."""
+    def _start_generation(self, session_id: str) -> None:
         preset = self.preset
         seed = preset.seed if preset.seed is not None else self.seed_source()
-        recorder = TurnRecorder(self.store, session_id, self.loading_model or self.model_name,
-                                preset, seed=seed,
-                                inspect_top_k=INSPECT_TOP_K if self.inspecting else 0,
-                                call=self.feeder.call, wait=self.feeder.wait, clock=self.clock)
-        command = recorder.start(prompt)
-        self.gen = Generation(recorder, session_id, preset.name, self.clock(),
+        prompt = self.store.context_text(session_id)
+        writer = self.store.begin_turn(session_id, role="model",
+                                       model=self.loading_model or self.model_name,
+                                       preset=preset.values(), seed=seed)
+        request_id = uuid.uuid4().hex[:12]
+        self.gen = Generation(request_id, session_id, writer, preset.name, self.clock(),
                               inspect=self.inspecting)
-        if session_id == self.session_id:
-            if recorder.user_turn is not None:
-                self.transcript.add_turn("user", recorder.user_turn.text)
-            self.gen.view = self.transcript.add_turn("model", "")
-            self.transcript.anchor()
         if self.inspecting:
             self.inspector.begin(preset.method)
+        if session_id == self.session_id:
+            self.gen.view = self.transcript.add_turn("model", "")
+            self.transcript.anchor()
         self.status.set(generating=True, cancelling=False, tok_s=None, ttft=None)
-        self.send(command)
+        self.send(Generate(request_id, session_id, prompt, preset, seed=seed,
+                           inspect_top_k=INSPECT_TOP_K if self.inspecting else 0))
 
     def _flush_text(self) -> None:
         """Timer, FRAME_S apart: show the text that arrived since the last frame."""
@@ -537,35 +541,30 @@ class GptTermApp(App[None]):
         if gen.inspect:
             self.inspector.flush()
         if gen.view is not None:
-            gen.view.set_text(gen.reply.text)
-        if gen.session_id == self.session_id and gen.reply.tokens_per_second is not None:
-            self.status.set(tok_s=gen.reply.tokens_per_second)
+            gen.view.set_text(gen.text)
+        elapsed = self.clock() - (gen.first_token_at or gen.started)
+        if gen.first_token_at is not None and elapsed > 0 and gen.n_tokens > 1:
+            self.status.set(tok_s=(gen.n_tokens - 1) / elapsed)
 
-    def _finish(self, status: str, note: str = "", ui: bool = True) -> None:
-        """End the current generation on screen (the recorder has stored it)."""
+    def _finish(self, status: str, stats: dict, note: str = "", ui: bool = True) -> None:
+        """End the current generation: final text on screen, turn saved with `status`."""
         gen = self.gen
         if gen is None:
             return
         self.gen = None
-        if not ui:  # quitting: the widgets are gone
+        if not ui:  # quitting: the widgets are gone, only the store matters
+            self.feeder.wait(gen.writer.finish, status, stats)
             return
         if gen.view is not None:
-            gen.view.set_text(gen.reply.text, status=status, note=note)
+            gen.view.set_text(gen.text, status=status, note=note)
         if gen.inspect:
             self.inspector.flush()
-        self.status.set(generating=False, cancelling=False)
-        self.refresh_sidebar()
-
-    def _record(self, gen: Generation, event: Event | None) -> bool:
-        """Pass `event` to the recorder (None: stop it); a store failure is a notification."""
         try:
-            if event is None:
-                gen.recorder.stop()
-                return True
-            return gen.recorder.on_event(event, self.clock())
+            self.feeder.wait(gen.writer.finish, status, stats)
         except Exception as exc:  # noqa: BLE001 - a store failure must not kill the UI
             self.notify(f"Could not save the reply: {exc}", severity="error")
-            return True
+        self.status.set(generating=False, cancelling=False)
+        self.refresh_sidebar()
 
     def _stop_generation(self, notify: bool = True, ui: bool = True) -> None:
         """Cancel the current generation now and save what it wrote as cancelled."""
@@ -573,9 +572,10 @@ class GptTermApp(App[None]):
         if gen is None:
             return
         self.send(Cancel(gen.request_id))
-        self._record(gen, None)
-        self._finish("cancelled", ui=ui)
-        if ui and notify and gen.session_id != self.session_id:
+        self._finish("cancelled", {"n_tokens": gen.n_tokens, "reason": "cancelled",
+                                   "prompt_tokens": gen.prompt_tokens,
+                                   "reused_tokens": gen.reused_tokens}, ui=ui)
+        if notify and gen.session_id != self.session_id:
             self.notify("Stopped the reply in another session (saved as cancelled)")
 
     def on_store_problem(self, message: StoreProblem) -> None:
@@ -596,7 +596,7 @@ class GptTermApp(App[None]):
                         title="Model not loaded", severity="error", timeout=15)
         elif self.compare is not None and self.compare.owns(event):
             self.compare.engine_event(event)
-        elif self.gen is None or not self._record(self.gen, event):
+        elif self.gen is None or getattr(event, "request_id", None) != self.gen.request_id:
             return  # a stale event from a generation we already stopped
         elif isinstance(event, Started):
             self._started(event)
@@ -606,7 +606,9 @@ class GptTermApp(App[None]):
             self._done(event)
         elif isinstance(event, Failed):
             self.notify(f"Generation failed: {event.error}", severity="error", timeout=10)
-            self._finish("failed", note=f"✗ {event.error}")
+            gen = self.gen
+            self._finish("failed", {"error": event.error, "n_tokens": gen.n_tokens},
+                         note=f"✗ {event.error}")
 
     def _model_loaded(self, event: ModelLoaded) -> None:
         self.model_name, self.device, self.n_ctx = event.name, event.device, event.n_ctx
@@ -614,34 +616,43 @@ class GptTermApp(App[None]):
             self.loading_model = None
         self.status.set(model=self._short(event.name), device=event.device, n_ctx=event.n_ctx,
                         loading=self.loading_model and self._short(self.loading_model),
-                        load_message="", context=None, reused=None, tok_s=None, ttft=None,
-                        out_of_window=0)
+                        load_message="", context=None, reused=None, tok_s=None, ttft=None)
         if self.settings.model != event.name:
             self.settings.model = event.name
             self.save_settings()
 
     def _started(self, event: Started) -> None:
-        self.status.set(reused=event.reused_tokens, context=event.prompt_tokens,
-                        out_of_window=event.window_start)
-        for note in window_notices(event, self._short(self.model_name or "the model")):
-            self.notify(note[0].upper() + note[1:], severity="warning", timeout=8)
+        gen = self.gen
+        gen.prompt_tokens, gen.reused_tokens = event.prompt_tokens, event.reused_tokens
+        self.feeder.call(gen.writer.set_stats, prompt_tokens=event.prompt_tokens,
+                         reused_tokens=event.reused_tokens)
+        self.status.set(reused=event.reused_tokens, context=event.prompt_tokens)
 
     def _text_delta(self, event: TextDelta) -> None:
         gen = self.gen
-        if gen.reply.first_at is not None and gen.reply.first_at == gen.reply.last_at:
-            self.status.set(ttft=gen.reply.first_at - gen.started)
+        if gen.first_token_at is None:
+            gen.first_token_at = self.clock()
+            self.status.set(ttft=gen.first_token_at - gen.started)
+        if event.replace:
+            gen.text = event.text
+            gen.n_tokens = len(event.token_ids)
+            self.feeder.call(gen.writer.replace_text, event.text, event.token_ids,
+                             gen.since_start())
+        else:
+            gen.text += event.text
+            gen.n_tokens += len(event.token_ids)
+            self.feeder.call(gen.writer.append, event.text, event.token_ids,
+                             gen.since_start())
         if gen.inspect and self.inspecting:
             self.inspector.add(event.text, event.token_ids, event.alternatives, event.replace)
         gen.dirty = True
 
     def _done(self, event: Done) -> None:
         gen = self.gen
-        started = gen.reply.started
-        context = event.context_tokens or (started.prompt_tokens if started else 0) + \
-            event.n_tokens
-        self.status.set(tok_s=gen.reply.tokens_per_second, ttft=event.ttft, context=context,
-                        out_of_window=event.window_start)
-        self._finish(status_for(event))
+        tok_s = event.n_tokens / event.seconds if event.seconds > 0 else None
+        self.status.set(tok_s=tok_s, ttft=event.ttft,
+                        context=event.context_tokens or gen.prompt_tokens + event.n_tokens)
+        self._finish(status_for(event), stats_for(event))
 
     # ------------------------------------------------------------ key actions
 
@@ -656,7 +667,7 @@ class GptTermApp(App[None]):
     def _last_reply(self) -> tuple[Any, str] | None:
         """(turn, text) of the open session's last model turn."""
         if self.gen is not None and self.gen.session_id == self.session_id:
-            return None, self.gen.reply.text
+            return None, self.gen.text
         if self.session_id is None or self.store is None:
             return None
         for turn in reversed(self.store.turns(self.session_id)):
@@ -685,7 +696,7 @@ class GptTermApp(App[None]):
                 self.notify("Already writing")
                 return
             self._stop_generation()
-        if not self.store.turns(self.session_id):
+        if not self.store.context_text(self.session_id):
             return
         self._start_generation(self.session_id)
 
