@@ -18,7 +18,7 @@ _PACKAGE = Path(__file__).resolve().parent
 def data_dir() -> Path:
     """The user data dir (sessions database); created on first use."""
     path = Path(os.environ.get("GPTTERM_DATA_DIR") or platformdirs.user_data_dir(APP))
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)  # private: sessions live here
     return path
 
 

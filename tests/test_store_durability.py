@@ -100,15 +100,17 @@ def _old_db(path: Path, version: int) -> sqlite3.Connection:
     return conn
 
 
-def _fill_v1_columns(conn: sqlite3.Connection) -> None:
-    """Rows as any version from 1 up stores them, with the slips v3 cleans up."""
+def _fill_v1_columns(conn: sqlite3.Connection, version: int) -> None:
+    """Rows as any version from 1 up stores them, with the slips v3 cleans up (before v3)."""
     conn.execute("INSERT INTO sessions VALUES ('aaaa1111', 'Lighthouse', 'sea', 1.0, 5.0)")
-    conn.execute("INSERT INTO sessions VALUES ('bbbb2222', '', 'sea', 2.0, 3.0)")  # same name
+    slips = version < 3
+    conn.execute("INSERT INTO sessions VALUES ('bbbb2222', '', ?, 2.0, 3.0)",
+                 ("sea" if slips else None,))  # same name
     rows = [
         ("aaaa1111", 0, "user", "The keeper climbed", None, None, None, "[]", "[]"),
         ("aaaa1111", 1, "model", " the spiral stairs", "tiny", '{"method": "greedy"}', 3,
          "[5, 6, 7]", '[[0.1, " the"], [0.2, " spiral stairs"]]'),
-        ("aaaa1111", 1, "user", " again", None, None, None, "[]", "[]"),  # duplicate slot
+        ("aaaa1111", 1 if slips else 2, "user", " again", None, None, None, "[]", "[]"),
     ]
     for r in rows:
         conn.execute("INSERT INTO turns(session_id, idx, role, text, model, preset, seed,"
@@ -120,7 +122,7 @@ def _fill_v1_columns(conn: sqlite3.Connection) -> None:
 def test_migrates_from_every_older_version(tmp_path, version):
     db = tmp_path / "sessions.db"
     conn = _old_db(db, version)
-    _fill_v1_columns(conn)
+    _fill_v1_columns(conn, version)
     conn.close()
     store = Store(db)
     assert store.recovered_from is None
@@ -272,7 +274,7 @@ def test_killed_writer_loses_at_most_a_second(tmp_path):
     assert [t.text for t in turns[:3]] == ["Earlier prompt.", " Earlier reply.", " Go on:"]
     assert [t.status for t in turns[:3]] == ["complete", "complete", "complete"]
     partial = turns[3]
-    assert partial.status == "partial"
+    assert partial.status == "interrupted" and store.interrupted == 1  # its writer died
     streamed = "".join(p for _, p in received)
     assert streamed.startswith(partial.text)
     must_have = "".join(p for t, p in received if t <= killed_at - 1.0)

@@ -4,6 +4,16 @@ JSON layout (`format` "gptterm-session", `version` 1):
 `{"format", "version", "session": {id, title, name, created, updated},
 "turns": [{index, role, text, model, preset, seed, token_ids, chunks, status, stats,
 created}, ...]}`. Database row ids are not exported; everything else is.
+
+Import (`parse_json`) checks every field, with ranges: times between 2000 and 2100,
+seeds 0 <= seed < 2**63, token ids 0 <= id < 2**31, chunk times finite, never
+decreasing, with gaps of at most 60 s, presets and stats flat objects of JSON scalars
+with finite numbers, text without lone surrogates. The first bad field is one
+`StoreError` line naming it and what is allowed.
+
+Imported titles, names, ids, model and preset names and turn text may hold control
+characters: they are stored as they are (an export round-trips), and every printer
+shows them through `textsafe.inert` — the Markdown export here, and the CLI.
 """
 
 from __future__ import annotations
@@ -11,12 +21,28 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gptterm.store.core import ROLES, STATUSES, Session, StoreError, Turn
+from gptterm.store.records import (
+    ROLES,
+    STATUSES,
+    Session,
+    StoreError,
+    Turn,
+    chunks_problem,
+    is_flat_object,
+    is_number,
+    is_seed,
+    is_text,
+    is_time,
+    is_token_id,
+    when,
+)
+from gptterm.textsafe import inert
 
 FORMAT = "gptterm-session"
 VERSION = 1
 _TURN_FIELDS = ("index", "role", "text", "model", "preset", "seed", "token_ids", "chunks",
                 "status", "stats", "created")
+_TIME = "a time from 2000 to 2100 (seconds since 1970)"
 
 
 def to_json(session: Session, turns: list[Turn]) -> dict:
@@ -29,113 +55,134 @@ def to_json(session: Session, turns: list[Turn]) -> dict:
     }
 
 
+class _Check:
+    """Raises one StoreError line, `WHERE: FIELD: expected WHAT`, for the first bad field."""
+
+    def __init__(self, where: str):
+        self.where = where
+
+    def __call__(self, ok: bool, field: str, expected: str) -> None:
+        if not ok:
+            raise StoreError(f"{self.where}: {field}: expected {expected}")
+
+
 def parse_json(data: Any, where: str = "import") -> tuple[Session, list[Turn]]:
     """Check an exported session; raise StoreError naming the first bad field."""
-
-    def need(ok: bool, field: str, expected: str) -> None:
-        if not ok:
-            raise StoreError(f"{where}: {field}: expected {expected}")
-
-    def number(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-    def opt_str(v: Any) -> bool:
-        return v is None or isinstance(v, str)
-
+    need = _Check(where)
     need(isinstance(data, dict), "top level", "a JSON object")
     need(data.get("format") == FORMAT, "format", f"{FORMAT!r} (a `sessions export` file)")
     need(data.get("version") == VERSION, "version", f"{VERSION}")
-    s = data.get("session")
-    need(isinstance(s, dict), "session", "an object")
-    need(isinstance(s.get("id"), str) and s["id"] != "", "session.id", "a non-empty string")
-    need(isinstance(s.get("title", ""), str), "session.title", "a string")
-    need(opt_str(s.get("name")), "session.name", "a string or null")
-    now = time.time()
-    for key in ("created", "updated"):
-        need(number(s.get(key, now)), f"session.{key}", "a number (seconds since 1970)")
-    session = Session(s["id"], s.get("title", ""), s.get("name"), float(s.get("created", now)),
-                      float(s.get("updated", now)))
+    session = _parse_session(data.get("session"), need)
     raw_turns = data.get("turns", [])
     need(isinstance(raw_turns, list), "turns", "a list")
-    turns = []
-    for i, t in enumerate(raw_turns):
-        at = f"turns[{i}]"
-        need(isinstance(t, dict), at, "an object")
-        need(t.get("role") in ROLES, f"{at}.role", " or ".join(repr(r) for r in ROLES))
-        need(isinstance(t.get("text"), str), f"{at}.text", "a string")
-        need(opt_str(t.get("model")), f"{at}.model", "a string or null")
-        need(t.get("preset") is None or isinstance(t["preset"], dict), f"{at}.preset",
-             "an object or null")
-        seed = t.get("seed")
-        need(seed is None or (isinstance(seed, int) and not isinstance(seed, bool)),
-             f"{at}.seed", "an integer or null")
-        ids = t.get("token_ids", [])
-        need(isinstance(ids, list) and all(isinstance(x, int) and not isinstance(x, bool)
-                                           for x in ids), f"{at}.token_ids", "a list of integers")
-        chunks = t.get("chunks", [])
-        need(isinstance(chunks, list) and all(
-            isinstance(c, list) and len(c) >= 2 and number(c[0]) and isinstance(c[1], str)
-            for c in chunks), f"{at}.chunks", "a list of [seconds, text] pairs")
-        need(t.get("status", "complete") in STATUSES, f"{at}.status", " | ".join(STATUSES))
-        need(isinstance(t.get("stats", {}), dict), f"{at}.stats", "an object")
-        need(number(t.get("created", now)), f"{at}.created", "a number")
-        turns.append(Turn(id=0, session_id=session.id, index=i, role=t["role"], text=t["text"],
-                          model=t.get("model"), preset=t.get("preset"), seed=seed,
-                          token_ids=list(ids), chunks=[list(c) for c in chunks],
-                          status=t.get("status", "complete"), stats=dict(t.get("stats", {})),
-                          created=float(t.get("created", now))))
+    turns = [_parse_turn(t, i, session.id, need) for i, t in enumerate(raw_turns)]
     return session, turns
 
 
-def _when(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+def _parse_session(s: Any, need: _Check) -> Session:
+    need(isinstance(s, dict), "session", "an object")
+    need(is_text(s.get("id")) and s["id"] != "", "session.id", "a non-empty string")
+    need(is_text(s.get("title", "")), "session.title", "a string")
+    need(s.get("name") is None or is_text(s["name"]), "session.name", "a string or null")
+    now = time.time()
+    for key in ("created", "updated"):
+        need(is_time(s.get(key, now)), f"session.{key}", _TIME)
+    return Session(s["id"], s.get("title", ""), s.get("name"), float(s.get("created", now)),
+                   float(s.get("updated", now)))
+
+
+def _parse_turn(t: Any, i: int, session_id: str, need: _Check) -> Turn:
+    at = f"turns[{i}]"
+    need(isinstance(t, dict), at, "an object")
+    need(t.get("role") in ROLES, f"{at}.role", " or ".join(repr(r) for r in ROLES))
+    need(is_text(t.get("text")), f"{at}.text", "a string")
+    need(t.get("model") is None or is_text(t["model"]), f"{at}.model", "a string or null")
+    need(t.get("preset") is None or is_flat_object(t["preset"], lists=True), f"{at}.preset",
+         "null or an object of JSON scalars or lists of them (numbers finite)")
+    seed = t.get("seed")
+    need(seed is None or is_seed(seed), f"{at}.seed", "null or an integer 0 <= seed < 2**63")
+    ids = t.get("token_ids", [])
+    need(isinstance(ids, list) and all(is_token_id(x) for x in ids), f"{at}.token_ids",
+         "a list of integers 0 <= id < 2**31")
+    chunks = t.get("chunks", [])
+    problem = chunks_problem(chunks)
+    need(not problem, f"{at}.chunks", problem)
+    status = t.get("status", "complete")
+    need(status in STATUSES, f"{at}.status", " | ".join(STATUSES))
+    stats = t.get("stats", {})
+    need(is_flat_object(stats, lists=False), f"{at}.stats",
+         "an object of JSON scalars (numbers finite)")
+    created = t.get("created", time.time())
+    need(is_time(created), f"{at}.created", _TIME)
+    return Turn(id=0, session_id=session_id, index=i, role=t["role"], text=t["text"],
+                model=t.get("model"), preset=t.get("preset"), seed=seed,
+                token_ids=list(ids), chunks=[list(c) for c in chunks],
+                # An imported turn is never being streamed: an unfinished one was cut off.
+                status="interrupted" if status == "partial" else status,
+                stats=dict(stats), created=float(created))
+
+
+# ------------------------------------------------------------------ for people
+
+
+def _one(text: Any) -> str:
+    """A label made safe for one line of a terminal or Markdown file."""
+    return inert("" if text is None else str(text), single_line=True)
 
 
 def turn_heading(turn: Turn) -> str:
-    """`You`, or the model turn's model, preset, seed and status."""
+    """`You`, or the model turn's model, preset, seed and status (inert, one line)."""
     if turn.role == "user":
         return "You"
-    parts = [turn.model or "model"]
+    parts = [_one(turn.model or "model")]
     if turn.preset:
-        parts.append(str(turn.preset.get("name", "custom")))
+        parts.append(_one(turn.preset.get("name", "custom")))
     if turn.seed is not None:
         parts.append(f"seed {turn.seed}")
     if turn.status != "complete":
-        parts.append(turn.status)
+        parts.append(_one(turn.status))
     return " · ".join(parts)
 
 
 def turn_stats_line(turn: Turn) -> str:
-    st = turn.stats
+    """Tokens, seconds, speed and first-token time, from whichever stats are numbers."""
+    st = turn.stats if isinstance(turn.stats, dict) else {}
+
+    def num(key: str) -> float | None:
+        v = st.get(key)
+        return v if is_number(v) else None
+
+    n, seconds, ttft = num("n_tokens"), num("seconds"), num("ttft")
     bits = []
-    if "n_tokens" in st:
-        bits.append(f"{st['n_tokens']} tokens")
-    if st.get("seconds"):
-        bits.append(f"{st['seconds']:.2f} s")
-        if st.get("n_tokens"):
-            bits.append(f"{st['n_tokens'] / st['seconds']:.1f} tok/s")
-    if st.get("ttft") is not None and "ttft" in st:
-        bits.append(f"first token {st['ttft'] * 1000:.0f} ms")
+    if n is not None:
+        bits.append(f"{n} tokens")
+    if seconds:
+        bits.append(f"{seconds:.2f} s")
+        if n:
+            bits.append(f"{n / seconds:.1f} tok/s")
+    if ttft is not None:
+        bits.append(f"first token {ttft * 1000:.0f} ms")
     return ", ".join(bits)
 
 
 def to_markdown(session: Session, turns: list[Turn]) -> str:
-    lines = [f"# {session.label}", ""]
-    meta = [f"session `{session.id}`"]
+    """The session for people; every stored string passes through `inert`."""
+    lines = [f"# {_one(session.label)}", ""]
+    meta = [f"session `{_one(session.id)}`"]
     if session.name:
-        meta.append(f"name `{session.name}`")
-    meta.append(f"created {_when(session.created)}, updated {_when(session.updated)}")
+        meta.append(f"name `{_one(session.name)}`")
+    meta.append(f"created {when(session.created)}, updated {when(session.updated)}")
     lines += ["_" + ", ".join(meta) + "_", ""]
     for turn in turns:
         lines += [f"## {turn_heading(turn)}", ""]
         if turn.role == "model" and turn.preset:
-            summary = ", ".join(f"{k}={v}" for k, v in sorted(turn.preset.items())
+            summary = ", ".join(f"{_one(k)}={_one(v)}" for k, v in sorted(turn.preset.items())
                                 if k not in ("name", "description", "order"))
             stats = turn_stats_line(turn)
-            lines += [f"<!-- preset: {summary} -->"]
+            lines += [f"<!-- preset: {summary.replace('--', '- -')} -->"]
             if stats:
                 lines += [f"_{stats}_"]
             lines.append("")
-        text = turn.text.strip("\n")
+        text = inert(turn.text).strip("\n")
         lines += [text if text else "_(empty)_", ""]
     return "\n".join(lines).rstrip() + "\n"

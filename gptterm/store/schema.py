@@ -74,7 +74,14 @@ CREATE UNIQUE INDEX sessions_by_name ON sessions(name) WHERE name IS NOT NULL;
 CREATE INDEX sessions_by_updated ON sessions(updated);
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3]
+# Version 4: which process streams a turn ("host:pid"), so a turn left "partial" by a
+# process that died can be told from one still being written (see store.core).
+_V4 = """
+ALTER TABLE turns ADD COLUMN writer TEXT;
+CREATE INDEX turns_partial ON turns(status) WHERE status = 'partial';
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -100,6 +107,50 @@ def apply(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
         conn.execute("ROLLBACK")
         raise
     return start
+
+
+def shape(conn: sqlite3.Connection) -> set[str]:
+    """What a database holds: "table x", "index y", "trigger z" and "column x.c" names."""
+    out = set()
+    rows = conn.execute("SELECT type, name, sql FROM sqlite_master"
+                        " WHERE name NOT LIKE 'sqlite_%'").fetchall()
+    for kind, name, sql in rows:
+        out.add(f"{kind} {name}")
+        if kind == "table" and not (sql or "").upper().startswith("CREATE VIRTUAL"):
+            quoted = name.replace('"', '""')
+            out.update(f"column {name}.{r[1]}"
+                       for r in conn.execute(f'PRAGMA table_info("{quoted}")'))
+    return out
+
+
+_EXPECTED: dict[int, set[str]] = {}
+
+
+def expected_shape(version: int) -> set[str]:
+    """`shape` of a database built by the first `version` migrations."""
+    if version not in _EXPECTED:
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            apply(conn, target=version)
+            _EXPECTED[version] = shape(conn)
+        finally:
+            conn.close()
+    return _EXPECTED[version]
+
+
+def mismatch(conn: sqlite3.Connection, found: int) -> str:
+    """Why the tables of `conn` are not what its user_version `found` says ('' if they are).
+
+    Extra tables (a user's own) are allowed; anything a migration made must be there.
+    """
+    have = shape(conn)
+    if found == 0:
+        return f"it holds {sorted(have)[0]} but no schema version" if have else ""
+    missing = sorted(expected_shape(found) - have)
+    if not missing:
+        return ""
+    more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+    return f"schema version {found} but missing {', '.join(missing[:3])}{more}"
 
 
 def _statements(script: str) -> list[str]:

@@ -1,0 +1,223 @@
+"""The store's records: `Session` and `Turn`, their rules, and how rows become records.
+
+Everything here is plain data and pure functions (no database handle), so
+exporting, search and the UI share one definition of a valid session:
+
+- ids are gptterm's own (`new_id`: 8 lowercase hex digits); `looks_like_id` is the
+  test that keeps names from shadowing ids;
+- `check_*` validate values from outside (an import file) with ranges, raising one
+  `StoreError` line that names the field and what was allowed;
+- `session_from_row` / `turn_from_row` never fail on what is already stored: a
+  damaged value becomes a placeholder (empty list, empty dict, time 0), so listing,
+  showing, exporting and replaying a bad row still work.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import secrets
+import sqlite3
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ROLES = ("user", "model")
+# "interrupted": the turn was still streaming when its writer process died.
+STATUSES = ("complete", "partial", "cancelled", "failed", "interrupted")
+FINAL_STATUSES = ("complete", "cancelled", "failed")
+TITLE_CHARS = 60
+
+# Sane ranges for values read from outside.
+TIME_MIN = 946684800.0  # 2000-01-01 UTC
+TIME_MAX = 4102444800.0  # 2100-01-01 UTC
+SEED_MAX = 2**63  # exclusive: SQLite INTEGER is signed 64-bit
+TOKEN_ID_MAX = 2**31  # exclusive
+MAX_CHUNK_GAP_S = 60.0  # a longer pause between two streamed chunks is not a recording
+MAX_NESTING = 2  # preset values may be lists of scalars, nothing deeper
+_ID = re.compile(r"[0-9a-f]{8}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class StoreError(Exception):
+    """A session store problem, as one line for the user."""
+
+
+@dataclass
+class Session:
+    id: str
+    title: str
+    name: str | None
+    created: float
+    updated: float
+
+    @property
+    def label(self) -> str:
+        """What to show for this session: its title, else its name, else its id."""
+        return self.title or self.name or self.id
+
+
+@dataclass
+class Turn:
+    id: int
+    session_id: str
+    index: int
+    role: str
+    text: str
+    model: str | None = None
+    preset: dict | None = None
+    seed: int | None = None
+    token_ids: list[int] = field(default_factory=list)
+    chunks: list[list] = field(default_factory=list)
+    status: str = "complete"
+    stats: dict = field(default_factory=dict)
+    created: float = 0.0
+
+
+def title_from(text: str) -> str:
+    """A session title from a prompt: its first non-empty line, shortened."""
+    for line in text.splitlines():
+        line = " ".join(line.split())
+        if line:
+            return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
+    return ""
+
+
+def new_id() -> str:
+    """A fresh session id: 8 random lowercase hex digits."""
+    return secrets.token_hex(4)
+
+
+def looks_like_id(text: str) -> bool:
+    """Whether `text` has the form of a gptterm session id (so it may not be a name)."""
+    return bool(_ID.fullmatch(text))
+
+
+def when(seconds: float) -> str:
+    """A stored time for people ("2024-05-01 12:30"), or "?" when it is out of range."""
+    if not is_time(seconds):
+        return "?"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+
+
+# ------------------------------------------------------------------ value rules
+
+
+def is_number(v: Any) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def is_time(v: Any) -> bool:
+    return is_number(v) and TIME_MIN <= v < TIME_MAX
+
+
+def is_text(v: Any) -> bool:
+    """A string SQLite and a terminal can both carry (no lone surrogates)."""
+    return isinstance(v, str) and not _SURROGATE.search(v)
+
+
+def is_scalar(v: Any) -> bool:
+    """A JSON scalar: null, bool, finite number or text."""
+    return v is None or isinstance(v, bool) or is_number(v) or is_text(v)
+
+
+def is_seed(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < SEED_MAX
+
+
+def is_token_id(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < TOKEN_ID_MAX
+
+
+def is_flat_object(v: Any, *, lists: bool) -> bool:
+    """An object with text keys and scalar values (or, with `lists`, lists of scalars)."""
+    if not isinstance(v, dict):
+        return False
+    for key, value in v.items():
+        if not is_text(key):
+            return False
+        if lists and isinstance(value, list):
+            if not all(is_scalar(x) for x in value):
+                return False
+        elif not is_scalar(value):
+            return False
+    return True
+
+
+def chunks_problem(chunks: Any, *, timing: bool = True) -> str:
+    """Why `chunks` is not a valid recording ('' when it is).
+
+    A recording is a list of [seconds, text] or [seconds, text, "replace"] with finite
+    seconds; with `timing` (files from outside) the seconds also start at >= 0, never
+    decrease and leave no gap over MAX_CHUNK_GAP_S.
+    """
+    if not isinstance(chunks, list):
+        return "a list"
+    last = 0.0
+    for c in chunks:
+        if not (isinstance(c, list) and len(c) in (2, 3) and is_number(c[0]) and is_text(c[1])
+                and (len(c) == 2 or c[2] == "replace")):
+            return 'a list of [seconds, text] or [seconds, text, "replace"], seconds finite'
+        if not timing:
+            continue
+        if c[0] < last:
+            return "chunk times >= 0 that never decrease"
+        if c[0] - last > MAX_CHUNK_GAP_S:
+            return f"chunk times >= 0 with gaps of at most {MAX_CHUNK_GAP_S:g} s"
+        last = c[0]
+    return ""
+
+
+# ------------------------------------------------------------------ rows -> records
+
+
+def session_from_row(row: sqlite3.Row | Mapping[str, Any]) -> Session:
+    """A session from its row; bad stored values become placeholders."""
+    return Session(_str(row["id"]), _str(row["title"]),
+                   row["name"] if isinstance(row["name"], str) else None,
+                   _float(row["created"]), _float(row["updated"]))
+
+
+def turn_from_row(row: sqlite3.Row | Mapping[str, Any]) -> Turn:
+    """A turn from its row; bad stored values become placeholders, never an exception."""
+    preset = _json(row["preset"], None)
+    chunks = _json(row["chunks"], [])
+    token_ids = _json(row["token_ids"], [])
+    stats = _json(row["stats"], {})
+    return Turn(
+        id=row["id"], session_id=_str(row["session_id"]),
+        index=row["idx"] if isinstance(row["idx"], int) else 0,
+        role=row["role"] if row["role"] in ROLES else "model",
+        text=_str(row["text"]),
+        model=row["model"] if isinstance(row["model"], str) else None,
+        preset=preset if is_flat_object(preset, lists=True) else None,
+        seed=row["seed"] if is_seed(row["seed"]) else None,
+        token_ids=token_ids if isinstance(token_ids, list) and all(
+            is_token_id(t) for t in token_ids) else [],
+        chunks=[] if chunks_problem(chunks, timing=False) else chunks,
+        status=row["status"] if row["status"] in STATUSES else "failed",
+        stats=stats if is_flat_object(stats, lists=False) else {},
+        created=_float(row["created"]),
+    )
+
+
+def _str(v: Any) -> str:
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    return "" if v is None else str(v)
+
+
+def _float(v: Any) -> float:
+    return float(v) if is_number(v) else 0.0
+
+
+def _json(raw: Any, default: Any) -> Any:
+    if raw is None or not isinstance(raw, (str, bytes)):
+        return default
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return default
