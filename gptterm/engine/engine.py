@@ -36,6 +36,7 @@ class Engine:
                  cache_budget: int = DEFAULT_CACHE_BUDGET, threads: int | None = None):
         self._emit = emit
         self._threads = threads  # CPU threads asked for (None: picked per model)
+        self._threads_in_use: int | None = None  # set on the worker when a model loads
         self._device = device
         self._cache_budget = cache_budget
         self._inbox: queue.Queue[Command] = queue.Queue()
@@ -76,6 +77,11 @@ class Engine:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def threads_in_use(self) -> int | None:
+        """torch intra-op threads the worker runs the loaded model on (None before)."""
+        return self._threads_in_use
+
     # ------------------------------------------------------------ worker thread
 
     def _run(self) -> None:
@@ -100,6 +106,7 @@ class Engine:
     def _load(self, command: LoadModel) -> None:
         from gptterm.engine.cache import SessionCaches
         from gptterm.engine.loading import LoadError, load
+        from gptterm.engine.threads import use_threads
 
         spec = catalog.resolve(command.name)
         device = command.device if command.device != "auto" else self._device
@@ -115,6 +122,9 @@ class Engine:
         # Only now drop the old model: a failed load keeps it in use.
         self._lm = lm
         self._caches = SessionCaches(self._cache_budget)
+        # On the worker itself: torch's thread count is per thread once it has run an op.
+        n_params = sum(p.numel() for p in lm.model.parameters())
+        self._threads_in_use = use_threads(n_params, self._threads)
         self._emit(ModelLoaded(command.name, lm.device, lm.n_ctx))
 
     def _generate(self, command: Generate) -> None:

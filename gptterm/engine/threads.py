@@ -1,0 +1,71 @@
+"""How many intra-op CPU threads torch gets for a model: `pick_threads`, `apply_threads`.
+
+torch's default (one thread per core) collapses as soon as another process wants a core:
+its OpenMP workers meet at a barrier after every kernel, so one descheduled worker stalls
+them all. Measured on the 2-core development machine (shared, raw KV-cached decode,
+tok/s, best of 4, threads 1 / 2, with `python -c "while True: pass"` as the other process):
+
+    params   no extra load        + one busy process
+    0.05M    1622 / 63   (0.04x)   579 / 41
+    5.3M      374 / 26   (0.07x)   280 / 13    (shakespeare-mini's shape)
+    13.9M     178 / 5.6  (0.03x)    81 / 3.1
+    33.7M      45 / 7.8  (0.17x)    20 / 1.0
+    124M      9.7 / 1.3  (0.13x)   3.6 / 0.3
+
+Training a 4.8M model (batch 16 x 256) took 3.5 / 6.5 s a step, and 9.2 / 11.7 s with a
+busy process. That machine was never truly idle (other jobs kept CPU pressure near 100%),
+so 2 threads never won there; the loss from one thread too few is bounded (at most the
+parallel speed-up, about 2x on two cores) while one thread too many cost 5-30x. Hence:
+
+* `requested` (``--threads N`` or the config's ``threads``) wins;
+* otherwise one core stays free for the UI and whatever else runs, so a 2-core machine
+  always gets 1 thread;
+* and below `PARAMS_PER_THREAD` parameters per thread the work per kernel is too small to
+  split (a decode step of a 5M model is ~100 small kernels of a few microseconds each).
+
+The count is per thread, not per process: `torch.set_num_threads` sets the calling
+thread's OpenMP/MKL count and the default for threads that have not run a torch op yet;
+a thread that already ran one keeps its own count. So the engine applies it on its worker
+thread, and training on the thread that trains.
+"""
+
+from __future__ import annotations
+
+import os
+
+PARAMS_PER_THREAD = 25_000_000  # below this per extra thread, a split costs more than it saves
+MAX_THREADS = 8  # decode of models this app runs stops scaling well before this
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (respects taskset and cpusets), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def pick_threads(n_params: int, requested: int | None = None,
+                 cpu_count: int | None = None) -> int:
+    """The intra-op thread count for a model of `n_params` parameters (see module doc)."""
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"threads: expected a positive number, got {requested}")
+        return requested
+    spare = (cpu_count or available_cpus()) - 1  # one core for the UI and other processes
+    by_size = n_params // PARAMS_PER_THREAD
+    return max(1, min(spare, by_size, MAX_THREADS))
+
+
+def apply_threads(n: int) -> int:
+    """Set torch's intra-op threads for the calling thread (see module doc); returns n."""
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def use_threads(n_params: int, requested: int | None = None) -> int:
+    """pick_threads + apply_threads on the calling thread; returns the count in use."""
+    return apply_threads(pick_threads(n_params, requested))
