@@ -72,11 +72,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tokens", type=non_negative_int, default=0, help="score at most this many tokens")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _threads_option(p)
     p.set_defaults(func=run_perplexity)
+
+
+def _threads_option(p: argparse.ArgumentParser) -> None:
+    from gptterm.cli_types import int_range
+    from gptterm.config import THREADS_MAX
+
+    p.add_argument("--threads", type=int_range(1, THREADS_MAX), default=None, metavar="N",
+                   help="CPU threads for torch (default: the config's threads, else picked "
+                   "for the model and machine)")
 
 
 def _loop_options(p: argparse.ArgumentParser, lr: float) -> None:
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output model folder")
+    _threads_option(p)
     p.add_argument("--epochs", type=positive_int, default=None, metavar="N", help="passes over the corpus "
                    "(default: 1)")
     p.add_argument("--max-steps", "--steps", dest="max_steps", type=non_negative_int,
@@ -139,6 +150,7 @@ def _recipe(args: argparse.Namespace) -> str:
 
 
 def _settings(args: argparse.Namespace):
+    from gptterm.engine.threads import requested_threads
     from gptterm.training.run import Settings
 
     explicit = {k for k in _OVERRIDABLE if getattr(args, k) is not None}
@@ -151,7 +163,7 @@ def _settings(args: argparse.Namespace):
             "language", "license", "attribution", "script")
     values = {key: getattr(args, key) for key in same}
     values.update(corpus=list(args.corpus), val=list(args.val), sources=list(args.sources),
-                  recipe=_recipe(args))
+                  recipe=_recipe(args), threads=requested_threads(args.threads))
     if args.mode == "train":
         values.update(tokenizer=args.tokenizer, vocab_size=args.vocab_size,
                       n_layer=args.n_layer, n_embd=args.n_embd, n_head=args.n_head,
@@ -191,12 +203,14 @@ def run_perplexity(args: argparse.Namespace) -> int:
     import json
 
     from gptterm.cli import UsageError
+    from gptterm.engine.threads import requested_threads
     from gptterm.training import TrainingError
     from gptterm.training.perplexity import file_perplexity
 
     try:
         result = file_perplexity(args.model, args.file, context=args.context,
-                                 max_tokens=args.max_tokens, device=args.device)
+                                 max_tokens=args.max_tokens, device=args.device,
+                                 threads=requested_threads(args.threads))
     except TrainingError as exc:
         raise UsageError(str(exc)) from None
     if args.json:

@@ -20,8 +20,9 @@ parallel speed-up, about 2x on two cores) while one thread too many cost 5-30x. 
 * `requested` (``--threads N`` or the config's ``threads``) wins;
 * otherwise one core stays free for the UI and whatever else runs, so a 2-core machine
   always gets 1 thread;
-* and below `PARAMS_PER_THREAD` parameters per thread the work per kernel is too small to
-  split (a decode step of a 5M model is ~100 small kernels of a few microseconds each).
+* and below `PARAMS_PER_THREAD` parameter-tokens per forward pass for each thread, the
+  work per kernel is too small to split (a decode step of a 5M model is ~100 kernels of
+  a few microseconds each); a training step (batch x block tokens) always has enough.
 
 The count is per thread, not per process: `torch.set_num_threads` sets the calling
 thread's OpenMP/MKL count and the default for threads that have not run a torch op yet;
@@ -33,8 +34,8 @@ from __future__ import annotations
 
 import os
 
-PARAMS_PER_THREAD = 25_000_000  # below this per extra thread, a split costs more than it saves
-MAX_THREADS = 8  # decode of models this app runs stops scaling well before this
+PARAMS_PER_THREAD = 25_000_000  # parameter-tokens per pass and thread worth a split
+MAX_THREADS = 8  # models this app runs stop scaling well before this
 
 
 def available_cpus() -> int:
@@ -45,16 +46,20 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def pick_threads(n_params: int, requested: int | None = None,
-                 cpu_count: int | None = None) -> int:
-    """The intra-op thread count for a model of `n_params` parameters (see module doc)."""
+def pick_threads(n_params: int, requested: int | None = None, cpu_count: int | None = None,
+                 tokens: int = 1) -> int:
+    """The intra-op thread count for a model of `n_params` parameters (see module doc).
+
+    `tokens` is the tokens one forward pass works on: 1 when decoding, batch x block when
+    training or scoring.
+    """
     if requested is not None:
         if requested < 1:
             raise ValueError(f"threads: expected a positive number, got {requested}")
         return requested
     spare = (cpu_count or available_cpus()) - 1  # one core for the UI and other processes
-    by_size = n_params // PARAMS_PER_THREAD
-    return max(1, min(spare, by_size, MAX_THREADS))
+    by_work = n_params * max(1, tokens) // PARAMS_PER_THREAD
+    return max(1, min(spare, by_work, MAX_THREADS))
 
 
 def apply_threads(n: int) -> int:
@@ -66,6 +71,15 @@ def apply_threads(n: int) -> int:
     return n
 
 
-def use_threads(n_params: int, requested: int | None = None) -> int:
+def use_threads(n_params: int, requested: int | None = None, tokens: int = 1) -> int:
     """pick_threads + apply_threads on the calling thread; returns the count in use."""
-    return apply_threads(pick_threads(n_params, requested))
+    return apply_threads(pick_threads(n_params, requested, tokens=tokens))
+
+
+def requested_threads(flag: int | None) -> int | None:
+    """`--threads N` when given, else the config's `threads` setting, else None (pick)."""
+    if flag is not None:
+        return flag
+    from gptterm.config import load_settings
+
+    return load_settings()[0].threads

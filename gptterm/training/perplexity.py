@@ -8,9 +8,12 @@ from gptterm.training import TrainingError, corpus
 
 
 def file_perplexity(model_name: str, path: str, *, context: int | None = None,
-                    max_tokens: int = 0, device: str = "auto") -> dict:
-    """{'perplexity', 'loss', 'tokens', 'model', 'file'} of `model_name` on the file."""
+                    max_tokens: int = 0, device: str = "auto",
+                    threads: int | None = None) -> dict:
+    """{'perplexity', 'loss', 'tokens', 'model', 'file'} of `model_name` on the file;
+    `threads` as in engine/threads.py (None: picked for the model)."""
     text = "\n".join(d.text for d in corpus.read_corpus([path], "text"))
+    from gptterm.engine.threads import use_threads
     from gptterm.training import data, evaluate
     from gptterm.training.run import load_base
     from gptterm.training.trainer import pick_device
@@ -21,6 +24,7 @@ def file_perplexity(model_name: str, path: str, *, context: int | None = None,
     block = min(context or model.config.n_positions, model.config.n_positions)
     if block < 1:
         raise TrainingError(f"--context: expected a positive number, got {context}")
+    use_threads(sum(p.numel() for p in model.parameters()), threads, tokens=block)
     ids = data.encode_documents(tokenizer, [text])[:-1]  # no trailing eos
     rows = data.eval_blocks(ids, block, max_tokens)
     if not rows:

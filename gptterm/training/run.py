@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from gptterm.cli_types import INT_MAX, SEED_LIMIT, check_float, check_int
+from gptterm.config import THREADS_MAX
+from gptterm.engine.threads import use_threads
 from gptterm.training import TrainingError, card, corpus, outdir
 from gptterm.training.trainer import Interrupted  # noqa: F401  (re-exported for callers)
 
@@ -52,6 +54,7 @@ class Settings:
     sample_prompt: str | None = None
     sample_tokens: int = 40
     resume: bool = False
+    threads: int | None = None  # torch CPU threads; None: picked (engine/threads.py)
     overwrite: bool = False
     keep_checkpoint: bool = False
     name: str | None = None
@@ -99,6 +102,11 @@ def _check_numbers(s: Settings) -> None:
 
 def check_settings(s: Settings) -> None:
     _check_numbers(s)
+    if s.threads is not None:
+        try:
+            check_int(s.threads, 1, THREADS_MAX)
+        except ValueError as exc:
+            raise TrainingError(f"--threads: {exc}") from None
     if s.mode == "train" and s.n_embd % s.n_head:
         raise TrainingError(f"--width {s.n_embd} is not divisible by --heads {s.n_head}")
     if s.epochs < 1 and not s.max_steps:
@@ -165,6 +173,7 @@ def run(s: Settings, *, on_step: Callable | None = None, echo=print,
         saved.resume, saved.recipe = True, state["settings"].get("recipe", s.recipe)
         saved.corpus = s.corpus or saved.corpus  # the files may have moved; hashes must match
         saved.val = s.val or saved.val
+        saved.threads = s.threads  # this machine's choice, never the checkpoint's
         s = saved
     check_settings(s)
     docs = corpus.read_corpus(s.corpus)
@@ -208,8 +217,9 @@ def run(s: Settings, *, on_step: Callable | None = None, echo=print,
                                              s.vocab_size, Path(tmp))
         model = _new_model(s, tokenizer)
     model.to(device)
-
+    n_params = sum(p.numel() for p in model.parameters())
     block = min(s.n_ctx, model.config.n_positions)
+    threads = use_threads(n_params, s.threads, tokens=s.batch_size * block)
     if val_docs:
         train_texts, val_texts = [d.text for d in docs], [d.text for d in val_docs]
         val_source = "held-out files: " + ", ".join(Path(d.path).name for d in val_docs)
@@ -243,11 +253,10 @@ def run(s: Settings, *, on_step: Callable | None = None, echo=print,
         device=device, autocast_dtype=autocast_dtype, sample_prompt=sample_prompt,
         sample_tokens=s.sample_tokens, save_every=s.save_every, on_step=on_step, echo=echo,
     )
-    n_params = sum(p.numel() for p in model.parameters())
     echo(f"{s.mode}: {n_params:,} parameters, {len(train_ids):,} training tokens, "
          f"{sum(len(r[1]) for r in val_rows):,} validation tokens, {total_steps} steps of "
          f"{blocks.batch_size}x{blocks.block} tokens on {device} "
-         f"({'fp32' if autocast_dtype is None else 'bf16 autocast'})")
+         f"({'fp32' if autocast_dtype is None else 'bf16 autocast'}, {threads} CPU threads)")
     if s.mode == "finetune" and "before" not in state:
         loss, _ = loop.validate()
         from gptterm.training.evaluate import perplexity
