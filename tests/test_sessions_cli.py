@@ -82,7 +82,7 @@ def test_export_json_import_round_trip(two_sessions, tmp_path, capsys, monkeypat
     assert json.loads(again.read_text()) == exported
     # A second import of the same file makes a copy.
     assert main(["sessions", "import", str(out)]) == 0
-    assert "imported as a copy" in _out(capsys)
+    assert "imported with a new id" in _out(capsys)
     store = Store()
     assert len(store.list_sessions()) == 2
     store.close()

@@ -1,12 +1,21 @@
-"""`gptterm replay ID`: play a stored session back, or re-run it to verify it."""
+"""`gptterm replay ID`: play a stored session back, or re-run it to verify it.
+
+Stored text is written through `textsafe.inert` (imported sessions may hold escape
+sequences); no single wait lasts over MAX_WAIT_S whatever times are stored; store
+and stdout failures end with one line (`sessions.guarded`).
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+import time
 
 from gptterm.cli import UsageError
+from gptterm.commands.sessions import guarded, json_line, label
+from gptterm.textsafe import inert
+
+MAX_WAIT_S = 5.0  # the longest pause playback makes, whatever a stored turn says
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,13 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+@guarded
 def run(args: argparse.Namespace) -> int:
     from gptterm.commands.sessions import find, open_store
 
-    store = open_store()
-    session = find(store, args.session)
-    turns = store.turns(session.id)
-    store.close()
+    with open_store() as store:
+        session = find(store, args.session)
+        turns = store.turns(session.id)
     if args.verify:
         return _verify(turns, args)
     if not args.speed > 0:
@@ -54,9 +63,25 @@ def _play(turns, speed: float) -> int:
         if bold:
             write("\x1b[1m" if turn.role == "user" else "\x1b[0m")
 
-    replay.play(turns, write, speed=speed, on_turn=on_turn)
+    sleep, clock = capped_waits(time.sleep, time.monotonic, MAX_WAIT_S)
+    replay.play(turns, lambda text: write(inert(text)), speed=speed, on_turn=on_turn,
+                sleep=sleep, clock=clock)
     write(("\x1b[0m" if bold else "") + "\n")
     return 0
+
+
+def capped_waits(sleep, clock, cap: float):
+    """A sleep that never waits over `cap`, and a clock that counts the skipped time as
+    passed (so one huge stored gap does not make every later step wait `cap` too)."""
+    skipped = 0.0
+
+    def capped_sleep(seconds: float) -> None:
+        nonlocal skipped
+        wait = min(max(seconds, 0.0), cap)
+        skipped += seconds - wait
+        sleep(wait)
+
+    return capped_sleep, lambda: clock() + skipped
 
 
 def _verify(turns, args: argparse.Namespace) -> int:
@@ -66,7 +91,7 @@ def _verify(turns, args: argparse.Namespace) -> int:
     with replay.EngineRunner(device=args.device) as runner:
         for check in replay.verify(turns, runner):
             checks.append(check)
-            print(json.dumps(check.as_json()) if args.json else check.line(), flush=True)
+            print(json_line(check.as_json()) if args.json else label(check.line()), flush=True)
     if not checks:
         if not args.json:
             print("no model turns to verify")

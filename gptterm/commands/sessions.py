@@ -1,14 +1,38 @@
-"""`gptterm sessions list|show|search|export|import|rename|delete`: the stored sessions."""
+"""`gptterm sessions list|show|search|export|import|rename|delete`: the stored sessions.
+
+Also the output rules every command that prints stored sessions shares (`guarded`,
+`say`, `label`, `json_line`):
+
+- Stored strings (titles, names, ids, model and preset names, turn text) may come
+  from an imported file and hold terminal control sequences. Import keeps them as
+  they are (an export round-trips); they are always shown through `textsafe.inert`
+  (one-line labels with `single_line=True`), and JSON lines escape every control,
+  bidi and surrogate character.
+- A store failure (disk full, a lock held too long, a read-only file) is one line,
+  `gptterm: ...`, exit code 2. A closed pipe (`| head`) ends the command quietly with
+  exit code 141, as a program stopped by SIGPIPE; any other stdout failure
+  (`> /dev/full`) is one line, exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import functools
 import json
+import os
+import re
 import sys
-import time
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from gptterm.cli import UsageError
+from gptterm.textsafe import inert
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `cmd | head`
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,6 +77,62 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
 
 
+# ------------------------------------------------------------------ shared output rules
+
+
+def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run a command so that store and stdout failures end it with one line (see module doc)."""
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        from gptterm.store import StoreError
+
+        try:
+            code = func(args)
+            sys.stdout.flush()  # a full disk or closed pipe shows here, not at exit
+            return code
+        except StoreError as exc:
+            raise UsageError(label(str(exc))) from None
+        except BrokenPipeError:
+            _drop_stdout()
+            return EXIT_BROKEN_PIPE
+        except OSError as exc:
+            if exc.filename is not None:
+                raise UsageError(label(f"{exc.filename}: {exc.strerror or exc}")) from None
+            _drop_stdout()
+            raise UsageError(f"stdout: cannot write: {exc.strerror or exc}") from None
+
+    return run
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's flush at exit cannot fail again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def label(text: Any) -> str:
+    """A stored string shown on one line, control characters made visible."""
+    return inert("" if text is None else str(text), single_line=True)
+
+
+def say(text: str = "") -> None:
+    """Print stored text (a turn) on stdout, control characters made visible."""
+    print(inert(text))
+
+
+# Characters json.dumps(ensure_ascii=False) leaves raw that a terminal would act on.
+_JSON_RAW = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def json_line(obj: Any, *, indent: int | None = None) -> str:
+    """JSON (readable Unicode) with every control, bidi or surrogate character escaped."""
+    text = json.dumps(obj, ensure_ascii=False, indent=indent)
+    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def open_store():
     """The user's store; a recovered (moved aside) database is reported on stderr."""
     from gptterm.store import Store, StoreError
@@ -72,11 +152,7 @@ def find(store, ref: str):
     try:
         return store.find_session(ref)
     except StoreError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _when(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+        raise UsageError(label(str(exc))) from None
 
 
 def _session_json(session, turns: int) -> dict:
@@ -84,126 +160,172 @@ def _session_json(session, turns: int) -> dict:
             "created": session.created, "updated": session.updated, "turns": turns}
 
 
+# ------------------------------------------------------------------ commands
+
+
+@guarded
 def run_list(args: argparse.Namespace) -> int:
-    store = open_store()
-    sessions = store.list_sessions()
-    counts = store.turn_counts()
-    store.close()
+    from gptterm.store.records import when
+
+    with open_store() as store:
+        sessions = store.list_sessions()
+        counts = store.turn_counts()
     if args.json:
         for s in sessions:
-            print(json.dumps(_session_json(s, counts.get(s.id, 0)), ensure_ascii=False))
+            print(json_line(_session_json(s, counts.get(s.id, 0))))
         return 0
     if not sessions:
         print("no sessions yet: `gptterm generate PROMPT --session NAME` or the TUI makes one")
         return 0
     rows = [("ID", "NAME", "TURNS", "UPDATED", "TITLE")]
-    rows += [(s.id, s.name or "-", str(counts.get(s.id, 0)), _when(s.updated), s.title or "-")
-             for s in sessions]
+    rows += [(label(s.id), label(s.name or "-"), str(counts.get(s.id, 0)), when(s.updated),
+              label(s.title or "-")) for s in sessions]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4])
     return 0
 
 
+@guarded
 def run_show(args: argparse.Namespace) -> int:
     from gptterm.store.exporting import turn_heading, turn_stats_line
+    from gptterm.store.records import when
 
-    store = open_store()
-    session = find(store, args.session)
-    turns = store.turns(session.id)
-    store.close()
-    name = f", name {session.name}" if session.name else ""
-    print(f"{session.label}  (id {session.id}{name}, {len(turns)} turns, "
-          f"updated {_when(session.updated)})")
+    with open_store() as store:
+        session = find(store, args.session)
+        turns = store.turns(session.id)
+    name = f", name {label(session.name)}" if session.name else ""
+    print(f"{label(session.label)}  (id {label(session.id)}{name}, {len(turns)} turns, "
+          f"updated {when(session.updated)})")
     for turn in turns:
         stats = turn_stats_line(turn) if turn.role == "model" else ""
         print(f"\n--- {turn.index}: {turn_heading(turn)}" + (f" ({stats})" if stats else ""))
-        print(turn.text)
+        say(turn.text)
     return 0
 
 
+@guarded
 def run_search(args: argparse.Namespace) -> int:
-    store = open_store()
-    hits = store.search(" ".join(args.words))
-    store.close()
+    with open_store() as store:
+        hits = store.search(" ".join(args.words))
     if args.json:
         for session, turn, snip in hits:
-            print(json.dumps({"session": session.id, "title": session.title,
-                              "name": session.name, "turn": turn.index, "role": turn.role,
-                              "snippet": snip}, ensure_ascii=False))
+            print(json_line({"session": session.id, "title": session.title,
+                             "name": session.name, "turn": turn.index, "role": turn.role,
+                             "snippet": snip}))
         return 0
     if not hits:
-        print(f"no turns match {' '.join(args.words)!r}")
+        print(f"no turns match {label(' '.join(args.words))!r}")
         return 1
     for session, turn, snip in hits:
-        print(f"{session.id}  {session.label[:30]:<30}  turn {turn.index} ({turn.role}): {snip}")
+        print(f"{label(session.id)}  {label(session.label)[:30]:<30}  turn {turn.index} "
+              f"({turn.role}): {label(snip)}")
     return 0
 
 
+@guarded
 def run_export(args: argparse.Namespace) -> int:
-    store = open_store()
-    session = find(store, args.session)
-    if args.format == "json":
-        text = json.dumps(store.export_json(session.id), ensure_ascii=False, indent=1) + "\n"
-    else:
-        text = store.export_markdown(session.id)
-    store.close()
+    with open_store() as store:
+        session = find(store, args.session)
+        if args.format == "json":
+            text = json_line(store.export_json(session.id), indent=1) + "\n"
+        else:
+            text = store.export_markdown(session.id)
     if not args.output:
         sys.stdout.write(text)
         return 0
     try:
-        Path(args.output).write_text(text, encoding="utf-8")
+        write_file(Path(args.output), text)
     except OSError as exc:
         raise UsageError(f"-o {args.output}: cannot write: {exc.strerror or exc}") from None
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 
-def run_import(args: argparse.Namespace) -> int:
-    from gptterm.store import StoreError
+def write_file(path: Path, text: str) -> None:
+    """Replace `path` with `text` all at once: a failed write leaves the old file as it was.
 
+    Writes a temporary file in the same folder, fsyncs it and renames it over `path`
+    (same folder, so the rename is atomic). The new file gets the old file's mode, or
+    the user's usual mode for a new file. A path that is not a regular file (a FIFO,
+    /dev/stdout) is written directly.
+    """
+    target = path.resolve() if path.is_symlink() else path
+    if target.exists() and not target.is_file():
+        with open(target, "w", encoding="utf-8") as f:
+            f.write(text)
+        return
+    mode = target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~_umask()
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading it means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+@guarded
+def run_import(args: argparse.Namespace) -> int:
     where = "stdin" if args.file == "-" else args.file
     try:
         raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{where}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{where}: not valid JSON: {exc}") from None
-    store = open_store()
-    try:
-        given = data.get("session") if isinstance(data, dict) else None
-        given = given if isinstance(given, dict) else {}
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise UsageError(f"{where}: not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, NaN/Infinity, integers of > 4300 digits
+        from gptterm.errors import first_line
+
+        raise UsageError(f"{where}: not valid JSON: {first_line(exc)}") from None
+    with open_store() as store:
         session = store.import_json(data, where=where)
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        store.close()
+    given = data.get("session") if isinstance(data, dict) else None
+    given = given if isinstance(given, dict) else {}
     notes = []
     if session.id != given.get("id"):
-        notes.append(f"id {given.get('id')} was taken: imported as a copy")
+        notes.append(f"id {label(given.get('id'))} was taken or not a gptterm id: "
+                     "imported with a new id")
     if given.get("name") and session.name is None:
-        notes.append(f"name {given['name']!r} was taken: imported without a name")
-    print(f"imported {session.id}: {session.label}" + (f" ({'; '.join(notes)})" if notes else ""))
+        notes.append(f"name {label(given['name'])!r} was taken or looks like an id: "
+                     "imported without a name")
+    print(f"imported {label(session.id)}: {label(session.label)}"
+          + (f" ({'; '.join(notes)})" if notes else ""))
     return 0
 
 
+@guarded
 def run_rename(args: argparse.Namespace) -> int:
     if not args.title.strip():
         raise UsageError("TITLE: expected a non-empty title")
-    store = open_store()
-    session = find(store, args.session)
-    store.rename_session(session.id, args.title)
-    store.close()
-    print(f"renamed {session.id}: {args.title}")
+    with open_store() as store:
+        session = find(store, args.session)
+        store.rename_session(session.id, args.title)
+    print(f"renamed {label(session.id)}: {label(args.title)}")
     return 0
 
 
+@guarded
 def run_delete(args: argparse.Namespace) -> int:
-    store = open_store()
-    session = find(store, args.session)
-    store.delete_session(session.id)
-    store.close()
-    print(f"deleted {session.id}: {session.label}")
+    with open_store() as store:
+        session = find(store, args.session)
+        store.delete_session(session.id)
+    print(f"deleted {label(session.id)}: {label(session.label)}")
     return 0
