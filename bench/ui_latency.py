@@ -133,6 +133,20 @@ class Terminal:
                     return time.perf_counter()
                 buffer = buffer[-4096:]
 
+    def wait_for(self, needle: bytes, timeout: float = 30.0) -> None:
+        """Read output until `needle` is anywhere in all of it so far (`read_until` looks
+        only at what comes after the call)."""
+        deadline = time.perf_counter() + timeout
+        while needle not in self.output:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise TimeoutError(f"{needle!r} never appeared on screen")
+            if select.select([self.master], [], [], left)[0]:
+                try:
+                    self._read()
+                except OSError:
+                    raise TimeoutError(f"the app exited before {needle!r} appeared") from None
+
     def drain(self, seconds: float) -> None:
         deadline = time.perf_counter() + seconds
         while (left := deadline - time.perf_counter()) > 0:

@@ -105,7 +105,9 @@ class TurnView(Vertical):
             self._frozen, self._block, self._block_text = "", None, ""
         self.text = text
         tail = text[len(self._frozen):]
-        if self.is_attached and (cut := _cut(tail)):
+        # Frozen blocks are mounted before the live segment: only once it is in the DOM
+        # (a reply can end before its view has mounted its children).
+        if self._live.is_attached and (cut := _cut(tail)):
             self._freeze(tail[:cut])
             tail = tail[cut:]
         content = self._content(tail)
