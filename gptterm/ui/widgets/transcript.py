@@ -25,7 +25,8 @@ from textual.widgets import Static
 from gptterm.store import paging
 from gptterm.textsafe import inert
 
-_STATUS_MARK = {"cancelled": "⏹ cancelled", "failed": "✗ failed", "partial": "… interrupted"}
+_STATUS_MARK = {"cancelled": "⏹ cancelled", "failed": "✗ failed", "partial": "… interrupted",
+                "interrupted": "… interrupted"}
 
 
 # A streaming reply is shown as frozen blocks plus one short live segment, so each
