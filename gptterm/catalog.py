@@ -20,7 +20,8 @@ class ModelSpec:
 
     `source` is a hub id, or a directory when `local` is True. `special_tokens`
     fixes tokenizers that ship without them (KoGPT2); `strip_cjk_spaces` removes
-    the spaces a BERT-style decode puts between CJK characters.
+    the spaces a BERT-style decode puts between CJK characters; `turn_separator`
+    overrides what starts a new prompt after text (default: a newline).
     """
 
     name: str
@@ -30,6 +31,7 @@ class ModelSpec:
     local: bool = False
     special_tokens: dict[str, str] = field(default_factory=dict)
     strip_cjk_spaces: bool = False
+    turn_separator: str | None = None  # None: a newline (see recorder.separator_for)
 
     @property
     def where(self) -> str:

@@ -61,6 +61,10 @@ class Generate:
     def segments(self) -> tuple[Segment, ...]:
         return self.context or (Segment(self.prompt),)
 
+    def text(self) -> str:
+        """The whole context as text."""
+        return "".join(segment.text for segment in self.segments())
+
 
 @dataclass(frozen=True)
 class Cancel:

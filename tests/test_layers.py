@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-CORE = ["protocol", "presets", "catalog", "paths", "config", "store", "replay", "session_run",
+CORE = ["protocol", "presets", "catalog", "paths", "config", "store", "replay", "recorder", "textsafe", "cli_types",
         "cli", "engine.engine", "engine.client",
         "commands.generate", "commands.models", "commands.sessions", "commands.replay",
         "commands.presets", "commands.tui"]

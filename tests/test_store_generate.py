@@ -14,7 +14,7 @@ import pytest
 
 from gptterm.presets import Preset
 from gptterm.protocol import Done, Failed, Generate, Started, TextDelta
-from gptterm.session_run import SessionRecorder, status_for
+from gptterm.recorder import TurnRecorder, open_session, status_for
 from gptterm.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,30 +45,70 @@ def test_done_reasons_map_to_statuses():
 
 def test_recorder_stores_user_and_model_turns(tmp_path):
     store = Store(tmp_path / "s.db")
-    rec = SessionRecorder(store, "tale", "Once")
-    assert rec.context == "Once" and store.list_sessions() == []  # nothing written yet
-    cmd = Generate("r1", rec.session_id, rec.context, Preset(name="p", method="sample"), 5, 11)
-    rec.on_event(Started("r1", 2, 0), "tiny", cmd)
-    rec.on_event(TextDelta("r1", " upon", (7,)), "tiny", cmd)
-    rec.on_event(TextDelta("r1", " a time", (8, 9)), "tiny", cmd)
-    rec.on_event(Done("r1", "length", 3, 0.2, 0.05, 5), "tiny", cmd)
+    sid = open_session(store, "tale")
+    preset = Preset(name="p", method="sample")
+    rec = TurnRecorder(store, sid, "tiny", preset, seed=11, max_new_tokens=5)
+    cmd = rec.start("Once")
+    # The user turn is stored at once; the model turn only when the engine starts it.
+    assert [t.role for t in store.turns(sid)] == ["user"]
+    assert cmd.text() == "Once" and cmd.session_id == sid and cmd.seed == 11
+    r = cmd.request_id
+    rec.on_event(Started(r, 2, 0, max_new_tokens=5, requested_max_new_tokens=5,
+                         tokenized=((0, (4, 5)),), context_sha="abc"))
+    rec.on_event(TextDelta(r, " upon", (7,)))
+    rec.on_event(TextDelta(r, " a time", (8, 9)))
+    rec.on_event(Done(r, "length", 3, 0.2, 0.05, 5, 0, 5))
     session = store.find_session("tale")
     user, model = store.turns(session.id)
     assert (user.role, user.text, session.title) == ("user", "Once", "Once")
+    assert (user.token_ids, user.model) == ([4, 5], "tiny")  # the engine's ids for the prompt
     assert (model.text, model.token_ids, model.status, model.seed) == (
         " upon a time", [7, 8, 9], "complete", 11)
     assert model.preset["method"] == "sample" and model.preset["max_new_tokens"] == 5
-    assert model.stats == {"prompt_tokens": 2, "reused_tokens": 0, "n_tokens": 3,
-                           "seconds": 0.2, "ttft": 0.05, "reason": "length",
-                           "context_tokens": 5, "tokens_per_second": 15.0}
-    # The next prompt continues the stored text.
-    again = SessionRecorder(store, session.id, " Then")
-    assert again.session_id == session.id and again.context == "Once upon a time Then"
-    # A failure before Started stores nothing.
-    failed = SessionRecorder(store, "tale", " x")
-    failed.on_event(Failed("r2", "no model"), "tiny", cmd)
-    assert len(store.turns(session.id)) == 2
+    assert model.stats == {"prompt_tokens": 2, "reused_tokens": 0, "window_start": 0,
+                           "dropped_tokens": 0, "max_new_tokens": 5, "context_sha": "abc",
+                           "separator": "", "n_tokens": 3, "seconds": 0.2, "ttft": 0.05,
+                           "reason": "length", "context_tokens": 5, "window_end": 0,
+                           "tokens_per_second": 13.33}
+    # The next prompt continues from the stored ids, after the separator.
+    again = TurnRecorder(store, session.id, "tiny", preset)
+    cmd2 = again.start("Then")
+    assert cmd2.text() == "Once upon a time\nThen"
+    assert [s.token_ids for s in cmd2.context] == [(4, 5), (7, 8, 9), None]
+    # Another model does not reuse these ids: it tokenizes the text again.
+    other = TurnRecorder(store, session.id, "other", preset).start(None)
+    assert {s.token_ids for s in other.context} == {None}
+    # A failure before Started stores no model turn (the prompt stays).
+    failed = TurnRecorder(store, session.id, "tiny", preset)
+    cmd3 = failed.start(" x")
+    failed.on_event(Failed(cmd3.request_id, "no model"))
+    assert [t.role for t in store.turns(session.id)] == ["user", "model", "user", "user"]
     store.close()
+
+
+def test_recorder_stop_saves_what_arrived_as_cancelled_and_ignores_the_rest(tmp_path):
+    store = Store(tmp_path / "s.db")
+    sid = open_session(store, "s")
+    rec = TurnRecorder(store, sid, "tiny", Preset())
+    r = rec.start("Go").request_id
+    rec.on_event(Started(r, 1, 0))
+    rec.on_event(TextDelta(r, " on", (3,)))
+    rec.stop()
+    assert not rec.on_event(TextDelta(r, " more", (4,)))  # after stop: ignored
+    model = store.turns(sid)[-1]
+    assert (model.text, model.status, model.stats["reason"]) == (" on", "cancelled", "cancelled")
+    store.close()
+
+
+def test_separator_rule():
+    from gptterm.recorder import separator_for, turn_separator
+
+    assert separator_for("", "Now", "\n") == ""  # the start
+    assert separator_for("so much", "Now", "\n") == "\n"  # glued text gets a new line
+    assert separator_for("so much\n", "Now", "\n") == ""  # after whitespace
+    assert separator_for("so much", " Now", "\n") == ""  # the user chose the joint
+    assert turn_separator(Preset(), "shakespeare-mini") == "\n"
+    assert turn_separator(Preset(turn_separator=" / "), "shakespeare-mini") == " / "
 
 
 @pytest.mark.slow

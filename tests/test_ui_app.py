@@ -52,7 +52,7 @@ async def test_submit_streams_into_the_transcript_and_the_store(ui_env):
         engine = engines.one
         assert engine.sent_commands(LoadModel) == [LoadModel("fake-model")]
         (gen,) = engine.sent_commands(Generate)
-        assert gen.prompt == "Once upon" and gen.session_id == app.session_id
+        assert gen.text() == "Once upon" and gen.session_id == app.session_id
         assert gen.preset.name == "alpha" and gen.seed is not None
         kinds = [type(m.event) for m in seen if isinstance(m, EngineEvent)]
         assert kinds[-5:] == [Started, TextDelta, TextDelta, TextDelta, Done]
@@ -65,12 +65,14 @@ async def test_submit_streams_into_the_transcript_and_the_store(ui_env):
         assert model.stats["n_tokens"] == 3 and model.stats["reason"] == "eos"
         assert app.store.list_sessions()[0].title == "Once upon"
         status = str(app.status.render_info())
-        assert "fake-model (cpu)" in status and "6.0 tok/s" in status and "TTFT 50 ms" in status
+        # protocol.decode_rate: 2 tokens after the first in 0.5 - 0.05 s.
+        assert "fake-model (cpu)" in status and "4.4 tok/s" in status and "TTFT 50 ms" in status
+        assert model.stats["tokens_per_second"] == 4.44
 
         # The next prompt carries the whole session as context.
         await type_prompt(pilot, " Then")
         await until(pilot, lambda: len(engine.sent_commands(Generate)) == 2 and app.gen is None)
-        assert engine.sent_commands(Generate)[1].prompt == "Once uponHello world! Then"
+        assert engine.sent_commands(Generate)[1].text() == "Once uponHello world! Then"
     # Quitting closes the engine and remembers the session.
     assert engine.closed
     assert config.load_settings()[0].session == gen.session_id
@@ -86,7 +88,7 @@ async def test_escape_cancels_and_saves_what_was_written(ui_env):
         await until(pilot, lambda: engine.active is not None)
         engine.stream("a partial")
         engine.stream(" reply")
-        await until(pilot, lambda: app.gen is not None and app.gen.text == "a partial reply")
+        await until(pilot, lambda: app.gen is not None and app.gen.reply.text == "a partial reply")
         await pilot.press("escape")
         await until(pilot, lambda: app.gen is None)
         (gen,) = engine.sent_commands(Generate)
@@ -173,7 +175,7 @@ async def test_swapping_the_model_mid_generation_cancels_it(ui_env):
         await type_prompt(pilot, "go")
         await until(pilot, lambda: engines.one.active is not None)
         engines.one.stream("some")
-        await until(pilot, lambda: app.gen is not None and app.gen.text == "some")
+        await until(pilot, lambda: app.gen is not None and app.gen.reply.text == "some")
         await pilot.press("f4")  # cycle model: no other model is on this machine
         assert any("No other model" in n for n in notifications(app))
         app.load_model("gpt2")
@@ -195,7 +197,7 @@ async def test_switching_sessions_mid_stream_loses_nothing(ui_env):
         await until(pilot, lambda: engine.active is not None)
         mine = app.session_id
         engine.stream("one ")
-        await until(pilot, lambda: app.gen.text == "one ")
+        await until(pilot, lambda: app.gen.reply.text == "one ")
         await pilot.press("alt+down")  # next session: the other one
         assert app.session_id == other.id
         assert views(app) == [("user", "Other text", "complete")]
@@ -226,11 +228,11 @@ async def test_regenerate_continue_and_copy(ui_env):
         await pilot.press("ctrl+r")
         await until(pilot, lambda: app.gen is None and views(app)[-1][1] == "second")
         assert [t.text for t in app.store.turns(app.session_id)] == ["Begin.", "second"]
-        assert engine.sent_commands(Generate)[-1].prompt == "Begin."
+        assert engine.sent_commands(Generate)[-1].text() == "Begin."
         engine.reply = [" third"]
         await pilot.press("ctrl+g")
         await until(pilot, lambda: app.gen is None and len(views(app)) == 3)
-        assert engine.sent_commands(Generate)[-1].prompt == "Begin.second"
+        assert engine.sent_commands(Generate)[-1].text() == "Begin.second"
         assert [t.text for t in app.store.turns(app.session_id)] == ["Begin.", "second", " third"]
         await pilot.press("ctrl+t")
         assert app.clipboard == " third"
@@ -274,7 +276,7 @@ async def test_sessions_rename_delete_and_reopen(ui_env):
         assert app2.session_id == first and views(app2)[0][1] == "Keep me"
         await type_prompt(pilot, " more")
         await until(pilot, lambda: app2.gen is None and engines2.one.sent_commands(Generate))
-        assert engines2.one.sent_commands(Generate)[0].prompt == "Keep meHello world more"
+        assert engines2.one.sent_commands(Generate)[0].text() == "Keep meHello world more"
 
 
 async def test_keys_rebind_from_config_and_help_lists_them(ui_env):
@@ -375,7 +377,7 @@ async def test_long_replies_stream_in_blocks_and_replace_resets_them(ui_env):
         for i in range(0, 400, 20):  # 20 lines per frame
             engine.stream("".join(lines[i:i + 20]))
             await pilot.pause(0.05)
-        await until(pilot, lambda: app.gen.text == "".join(lines))
+        await until(pilot, lambda: app.gen.reply.text == "".join(lines))
         await pilot.pause(0.1)
         view = app.transcript.views[-1]
         segments = list(view.query(".segment"))

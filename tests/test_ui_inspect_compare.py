@@ -154,13 +154,13 @@ async def test_compare_runs_each_preset_with_one_seed_and_drops_its_sessions(ui_
         gens = engines.one.sent_commands(Generate)
         assert [g.preset.name for g in gens] == ["alpha", "beta"]
         # The last user prompt with the context before it; one seed, one budget, no reply stored.
-        assert {g.prompt for g in gens} == {"Once upon a time Then"}
+        assert {g.text() for g in gens} == {"Once upon a time Then"}
         assert len({g.seed for g in gens}) == 1 and gens[0].seed is not None
         assert {g.max_new_tokens for g in gens} == {20}  # the current preset's (alpha)
         assert [g.session_id for g in gens] == [f"compare:{sid}:alpha", f"compare:{sid}:beta"]
         assert column_texts(compare) == [" A1 A2", " B1"]
         stats = [str(s.render()) for s in compare.query(".compare-stats")]
-        assert stats == ["2 tok · 4.0 tok/s · eos", "1 tok · 2.0 tok/s · eos"]
+        assert stats == ["2 tok · 2.2 tok/s · eos", "1 tok · eos"]  # protocol.decode_rate
         assert "not saved in the session" in str(compare.query_one("#compare-subtitle").render())
         assert len(store.turns(sid)) == 4 and app.gen is None
         await pilot.press("escape")
@@ -192,7 +192,7 @@ async def test_compare_uses_the_prompt_box_and_asks_for_two_or_three(ui_env):
         gens = engines.one.sent_commands(Generate)
         assert [g.preset.name for g in gens] == ["alpha", "beta", "gamma"]
         # gamma's own seed (7) gives way to the shared one.
-        assert {g.prompt for g in gens} == {"Once upon a time Then nothing And"}
+        assert {g.text() for g in gens} == {"Once upon a time Then nothing And"}
         assert len({g.seed for g in gens}) == 1
         assert app.main.query_one(PromptArea).text == " And"  # kept for sending later
 
@@ -212,7 +212,7 @@ async def test_escape_stops_the_running_preset_and_closes(ui_env):
         await until(pilot, lambda: column_texts(compare)[0] == "half")
         assert column_texts(compare)[1] == ""
         first = engine.active
-        assert (first.prompt, first.session_id) == ("Fresh start", "compare:new:alpha")
+        assert (first.text(), first.session_id) == ("Fresh start", "compare:new:alpha")
         await pilot.press("escape")
         assert app.screen is app.main
         assert engine.sent_commands(Cancel) == [Cancel(first.request_id)]
@@ -241,7 +241,7 @@ async def test_comparing_stops_a_reply_in_progress_first(ui_env):
         await until(pilot, lambda: isinstance(app.screen, CompareScreen))
         assert engine.sent_commands(Cancel)[0] == Cancel(main_request)
         assert app.gen is None and app.store.turns(app.session_id)[-1].status == "cancelled"
-        assert engine.active.prompt == "Go on"  # the last user prompt, not the cut reply
+        assert engine.active.text() == "Go on"  # the last user prompt, not the cut reply
 
 
 # ---------------------------------------------------------------- with the real engine
@@ -275,7 +275,7 @@ async def test_the_real_engine_fills_the_inspector_and_runs_a_comparison(ui_env,
         assert isinstance(compare, CompareScreen)
         await until(pilot, lambda: all(r.state == "done" for r in compare.runs), timeout=30)
         await pilot.pause(0.1)
-        assert all(r.n_tokens > 0 and r.text for r in compare.runs)
+        assert all(r.reply.n_tokens > 0 and r.text for r in compare.runs)
         await pilot.press("escape")
         gens = [c for c in seen if isinstance(c, Generate)]
         assert [g.session_id.split(":")[-1] for g in gens[1:]] == ["alpha", "beta"]

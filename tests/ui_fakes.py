@@ -74,7 +74,7 @@ class FakeEngine:
                 self.emit(ModelLoaded(command.name, self.device, self.n_ctx))
         elif isinstance(command, Generate):
             self.active, self.sent = command, 0
-            self.emit(Started(command.request_id, len(command.prompt.split()), 0))
+            self.emit(Started(command.request_id, len(command.text().split()), 0))
             if self.stream_forever:
                 self._stop.clear()
                 threading.Thread(target=self._flood, args=(command.request_id,),
@@ -106,7 +106,7 @@ class FakeEngine:
     def finish(self, reason: str = "eos") -> None:
         assert self.active is not None, "no generation is running"
         self.emit(Done(self.active.request_id, reason, self.sent, 0.5, 0.05,
-                       len(self.active.prompt.split()) + self.sent))
+                       len(self.active.text().split()) + self.sent))
         self.active = None
 
     def _flood(self, request_id: str) -> None:

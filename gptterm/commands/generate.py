@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import random
 import sys
 
 from gptterm.cli import UsageError
+from gptterm.cli_types import positive_int, read_text, seed_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,8 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", help="sampler preset name (see `gptterm presets`)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one preset field, e.g. --set temperature=0.7 (repeatable)")
-    p.add_argument("--max-new-tokens", type=int, help="tokens to generate at most")
-    p.add_argument("--seed", type=int, help="random seed (sampling presets)")
+    p.add_argument("--max-new-tokens", type=positive_int,
+                   help="tokens to generate at most (at most half the model's window)")
+    p.add_argument("--seed", type=seed_arg, help="random seed (sampling presets)")
+    p.add_argument("--threads", type=positive_int,
+                   help="CPU threads for the model (default: picked for the model's size)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", action="store_true", help="one JSON object per event per line")
     p.add_argument("--session", metavar="NAME|ID",
@@ -56,7 +62,9 @@ def event_json(event) -> dict | None:
 
     if isinstance(event, p.Started):
         return {"event": "started", "prompt_tokens": event.prompt_tokens,
-                "reused_tokens": event.reused_tokens}
+                "reused_tokens": event.reused_tokens, "window_start": event.window_start,
+                "dropped_tokens": event.dropped_tokens,
+                "max_new_tokens": event.max_new_tokens}
     if isinstance(event, p.TextDelta):
         data = {"event": "text", "text": event.text, "token_ids": list(event.token_ids)}
         if event.replace:
@@ -64,64 +72,81 @@ def event_json(event) -> dict | None:
         return data
     if isinstance(event, p.Done):
         return {"event": "done", "reason": event.reason, "n_tokens": event.n_tokens,
-                "seconds": round(event.seconds, 4), "ttft": round(event.ttft, 4)}
+                "seconds": round(event.seconds, 4), "ttft": round(event.ttft, 4),
+                "max_new_tokens": event.max_new_tokens}
     if isinstance(event, p.Failed):
         return {"event": "failed", "error": event.error}
     return None
 
 
 class StdoutPrinter:
-    """Writes text deltas as they come; a beam search's replacements print once, at the end."""
+    """Writes text deltas as they come; a beam search's replacements print once, at the end.
 
-    def __init__(self, as_json: bool):
+    Model output is made inert (control characters shown, not sent) when stdout is a
+    terminal. A write that fails (a closed pipe, a full disk) is kept in `broken`; the
+    caller then cancels the generation.
+    """
+
+    def __init__(self, as_json: bool, stream=None):
         self.as_json = as_json
+        self.out = stream or sys.stdout
+        self.inert = not as_json and self.out.isatty()
         self.replaced: str | None = None
-        self.started = None
         self.wrote_text = False
+        self.broken: OSError | None = None
 
     def __call__(self, event) -> None:
+        if self.broken is None:
+            try:
+                self._print(event)
+            except OSError as exc:  # BrokenPipeError, ENOSPC, ...
+                self.broken = exc
+
+    def _write(self, text: str) -> None:
+        if self.inert:
+            from gptterm.textsafe import inert
+
+            text = inert(text)
+        self.out.write(text)
+
+    def _print(self, event) -> None:
         from gptterm import protocol as p
 
-        if isinstance(event, p.Started):
-            self.started = event
         if self.as_json:
             line = event_json(event)
             if line is not None:
-                print(json.dumps(line, ensure_ascii=False), flush=True)
+                self.out.write(json.dumps(line, ensure_ascii=False) + "\n")
+                self.out.flush()
             return
         if isinstance(event, p.TextDelta):
             if event.replace:
                 self.replaced = event.text
             else:
-                sys.stdout.write(event.text)
-                sys.stdout.flush()
+                self._write(event.text)
+                self.out.flush()
                 self.wrote_text = True
         elif isinstance(event, (p.Done, p.Failed)):
             if self.replaced is not None:
-                sys.stdout.write(self.replaced)
+                self._write(self.replaced)
                 self.wrote_text = True
             if self.wrote_text:
-                sys.stdout.write("\n")
-            sys.stdout.flush()
-
-
-def read_prompt(prompt: str) -> str:
-    if prompt != "-":
-        return prompt
-    return sys.stdin.read()
+                self.out.write("\n")
+            self.out.flush()
 
 
 def run(args: argparse.Namespace) -> int:
     from gptterm import catalog
-    from gptterm.engine.client import EngineClient, ModelLoadError, new_request_id
-    from gptterm.protocol import Failed, Generate
+    from gptterm.engine.client import EngineClient, ModelLoadError
+    from gptterm.protocol import Cancel, Failed, Generate, Reply, Started, new_request_id
+    from gptterm.recorder import window_notices
 
     preset = resolve_preset(args.preset, args.overrides)
-    if args.max_new_tokens is not None and args.max_new_tokens < 1:
-        raise UsageError(f"--max-new-tokens {args.max_new_tokens}: expected an integer >= 1")
-    prompt = read_prompt(args.prompt)
-    hook = session_hook(args, prompt)
-    with EngineClient(device=args.device) as client:
+    try:
+        prompt = read_text(args.prompt)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    threads = args.threads or _config_threads()
+    with EngineClient(device=args.device, threads=threads) as client:
         try:
             loaded = client.load(args.model or catalog.DEFAULT_MODEL, args.device)
         except ModelLoadError as exc:
@@ -129,31 +154,78 @@ def run(args: argparse.Namespace) -> int:
         # Always a concrete seed, so a stored turn can be re-run exactly (replay --verify).
         seed = next(s for s in (args.seed, preset.seed, random.randrange(2**31))
                     if s is not None)
-        command = Generate(new_request_id(), hook.session_id if hook else "cli",
-                           hook.context if hook else prompt, preset,
-                           args.max_new_tokens, seed)
+        recorder = open_recorder(args, loaded.name, preset, seed)
+        if recorder is not None:
+            command = recorder.start(prompt)
+            reply = recorder.reply
+        else:
+            command = Generate(new_request_id(), "cli", prompt, preset, args.max_new_tokens,
+                               seed)
+            reply = Reply(command.request_id)
         printer = StdoutPrinter(args.json)
 
         def on_event(event) -> None:
-            if hook:
-                hook.on_event(event, loaded.name, command)
+            if recorder is not None:
+                recorder.on_event(event)
+            else:
+                reply.apply(event)
+            if isinstance(event, Started):
+                for note in window_notices(event, loaded.name):
+                    print(f"gptterm: {note}", file=sys.stderr)
+            broken = printer.broken
             printer(event)
+            if printer.broken is not None and broken is None:  # stop writing: like Ctrl+C
+                client.engine.submit(Cancel(command.request_id))
 
         end = client.generate(command, on_event)
+    if recorder is not None:
+        recorder.store.close()
+    if printer.broken is not None:
+        return _stdout_failed(printer.broken)
     if isinstance(end, Failed):
         if not args.json:
             print(f"gptterm: generation failed: {end.error}", file=sys.stderr)
         return 1
     if args.stats:
-        tok_per_s = end.n_tokens / max(end.seconds - end.ttft, 1e-9) if end.n_tokens > 1 else 0.0
-        reused = printer.started.reused_tokens if printer.started else 0
-        print(f"tokens={end.n_tokens} ttft_ms={end.ttft * 1000:.1f} tok_per_s={tok_per_s:.1f} "
+        rate = reply.tokens_per_second or 0.0
+        reused = reply.started.reused_tokens if reply.started else 0
+        print(f"tokens={end.n_tokens} ttft_ms={end.ttft * 1000:.1f} tok_per_s={rate:.1f} "
               f"reused={reused}", file=sys.stderr)
     return 0
 
 
-def session_hook(args: argparse.Namespace, prompt: str):
-    """The stored-session recorder for `--session`, or None (set up by the store module)."""
-    from gptterm.session_run import open_recorder
+def _stdout_failed(exc: OSError) -> int:
+    """A closed pipe ends quietly (as `| head` expects); any other write error is one line."""
+    try:  # Python would report the failed flush at exit once more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    if isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE:
+        return 0
+    print(f"gptterm: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+    return 1
 
-    return open_recorder(args, prompt)
+
+def _config_threads() -> int | None:
+    from gptterm.config import load_settings
+
+    return load_settings()[0].threads
+
+
+def open_recorder(args: argparse.Namespace, model: str, preset, seed: int):
+    """The turn recorder for `--session REF` (the session is created if missing), or None."""
+    ref = getattr(args, "session", None)
+    if not ref:
+        return None
+    from gptterm.commands.sessions import open_store
+    from gptterm.recorder import TurnRecorder, open_session
+    from gptterm.store import StoreError
+
+    store = open_store()
+    try:
+        session_id = open_session(store, ref)
+    except StoreError as exc:
+        store.close()
+        raise UsageError(str(exc)) from None
+    return TurnRecorder(store, session_id, model, preset, seed=seed,
+                        max_new_tokens=args.max_new_tokens)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,10 +49,14 @@ from gptterm.protocol import (
     ModelFailed,
     ModelLoaded,
     ModelLoading,
+    Reply,
+    Segment,
     Started,
     TextDelta,
 )
-from gptterm.session_run import stats_for, status_for
+from gptterm.recorder import (
+    TurnRecorder, context_segments, separator_for, status_for, turn_separator, window_notices,
+)
 from gptterm.ui.commands import PROVIDERS
 from gptterm.ui.feeder import StoreFeeder
 from gptterm.ui.keymap import resolve_keymap
@@ -78,7 +81,7 @@ def default_engine_factory(emit: Callable[[Event], None]) -> Any:
     """The real engine; imported here so `import gptterm.ui.app` stays light."""
     from gptterm.engine.engine import Engine
 
-    return Engine(emit)
+    return Engine(emit, threads=config.load_settings()[0].threads)
 
 
 @dataclass(frozen=True)
@@ -136,28 +139,30 @@ _BOUND_ELSEWHERE = (  # shown in help; not rebindable here
 
 @dataclass
 class Generation:
-    """The reply being written: where it goes and what has arrived."""
+    """The reply being written: its recorder (which folds and stores it) and its view."""
 
-    request_id: str
+    recorder: TurnRecorder
     session_id: str
-    writer: Any  # store TurnWriter
     preset: str
     started: float
-    text: str = ""
-    n_tokens: int = 0
-    prompt_tokens: int = 0
-    reused_tokens: int = 0
-    first_token_at: float | None = None
     cancelling: bool = False
     inspect: bool = False  # alternatives were asked for
     view: TurnView | None = None
     dirty: bool = False
-    stats: dict = field(default_factory=dict)
-    t0: float = field(default_factory=time.monotonic)  # when the store turn began
 
-    def since_start(self) -> float:
-        """Seconds since the turn began: the time stamp of a chunk, taken on arrival."""
-        return time.monotonic() - self.t0
+    @property
+    def request_id(self) -> str:
+        return self.recorder.request_id
+
+    @property
+    def reply(self) -> Reply:
+        return self.recorder.reply
+
+    @property
+    def turn_id(self) -> int | None:
+        """The stored model turn (None until the engine has started it)."""
+        writer = self.recorder.writer
+        return writer.turn_id if writer is not None else None
 
 
 class MainScreen(Screen):
@@ -398,9 +403,9 @@ class GptTermApp(App[None]):
         self.session_id = session_id
         live = self.gen if self.gen and self.gen.session_id == session_id else None
         # Reads and shows the last page of turns only: a session of any size opens at once.
-        self.transcript.show_session(self.store, session_id, live.writer.turn_id if live else None)
+        self.transcript.show_session(self.store, session_id, live.turn_id if live else None)
         if self.gen is not None and self.gen.session_id == session_id:
-            self.gen.view = self.transcript.add_turn("model", self.gen.text)
+            self.gen.view = self.transcript.add_turn("model", self.gen.reply.text)
         self.refresh_sidebar()
         if self.settings.session != session_id:
             self.settings.session = session_id
@@ -508,29 +513,29 @@ class GptTermApp(App[None]):
             self.session_id = session.id
             self.settings.session = session.id
             self.save_settings()
-        self.store.add_turn(self.session_id, "user", text)
-        self.transcript.add_turn("user", text)
-        self._start_generation(self.session_id)
+        self._start_generation(self.session_id, text)
         self.refresh_sidebar()
 
-    def _start_generation(self, session_id: str) -> None:
+    def _start_generation(self, session_id: str, prompt: str | None = None) -> None:
+        """Continue `session_id` after `prompt` (None: as it stands) on the current preset."""
         preset = self.preset
         seed = preset.seed if preset.seed is not None else self.seed_source()
-        prompt = self.store.context_text(session_id)
-        writer = self.store.begin_turn(session_id, role="model",
-                                       model=self.loading_model or self.model_name,
-                                       preset=preset.values(), seed=seed)
-        request_id = uuid.uuid4().hex[:12]
-        self.gen = Generation(request_id, session_id, writer, preset.name, self.clock(),
+        recorder = TurnRecorder(self.store, session_id, self.loading_model or self.model_name,
+                                preset, seed=seed,
+                                inspect_top_k=INSPECT_TOP_K if self.inspecting else 0,
+                                call=self.feeder.call, wait=self.feeder.wait, clock=self.clock)
+        command = recorder.start(prompt)
+        self.gen = Generation(recorder, session_id, preset.name, self.clock(),
                               inspect=self.inspecting)
-        if self.inspecting:
-            self.inspector.begin(preset.method)
         if session_id == self.session_id:
+            if recorder.user_turn is not None:
+                self.transcript.add_turn("user", recorder.user_turn.text)
             self.gen.view = self.transcript.add_turn("model", "")
             self.transcript.anchor()
+        if self.inspecting:
+            self.inspector.begin(preset.method)
         self.status.set(generating=True, cancelling=False, tok_s=None, ttft=None)
-        self.send(Generate(request_id, session_id, prompt, preset, seed=seed,
-                           inspect_top_k=INSPECT_TOP_K if self.inspecting else 0))
+        self.send(command)
 
     def _flush_text(self) -> None:
         """Timer, FRAME_S apart: show the text that arrived since the last frame."""
@@ -541,30 +546,35 @@ class GptTermApp(App[None]):
         if gen.inspect:
             self.inspector.flush()
         if gen.view is not None:
-            gen.view.set_text(gen.text)
-        elapsed = self.clock() - (gen.first_token_at or gen.started)
-        if gen.first_token_at is not None and elapsed > 0 and gen.n_tokens > 1:
-            self.status.set(tok_s=(gen.n_tokens - 1) / elapsed)
+            gen.view.set_text(gen.reply.text)
+        if gen.session_id == self.session_id and gen.reply.tokens_per_second is not None:
+            self.status.set(tok_s=gen.reply.tokens_per_second)
 
-    def _finish(self, status: str, stats: dict, note: str = "", ui: bool = True) -> None:
-        """End the current generation: final text on screen, turn saved with `status`."""
+    def _finish(self, status: str, note: str = "", ui: bool = True) -> None:
+        """End the current generation on screen (the recorder has stored it)."""
         gen = self.gen
         if gen is None:
             return
         self.gen = None
-        if not ui:  # quitting: the widgets are gone, only the store matters
-            self.feeder.wait(gen.writer.finish, status, stats)
+        if not ui:  # quitting: the widgets are gone
             return
         if gen.view is not None:
-            gen.view.set_text(gen.text, status=status, note=note)
+            gen.view.set_text(gen.reply.text, status=status, note=note)
         if gen.inspect:
             self.inspector.flush()
-        try:
-            self.feeder.wait(gen.writer.finish, status, stats)
-        except Exception as exc:  # noqa: BLE001 - a store failure must not kill the UI
-            self.notify(f"Could not save the reply: {exc}", severity="error")
         self.status.set(generating=False, cancelling=False)
         self.refresh_sidebar()
+
+    def _record(self, gen: Generation, event: Event | None) -> bool:
+        """Pass `event` to the recorder (None: stop it); a store failure is a notification."""
+        try:
+            if event is None:
+                gen.recorder.stop()
+                return True
+            return gen.recorder.on_event(event, self.clock())
+        except Exception as exc:  # noqa: BLE001 - a store failure must not kill the UI
+            self.notify(f"Could not save the reply: {exc}", severity="error")
+            return True
 
     def _stop_generation(self, notify: bool = True, ui: bool = True) -> None:
         """Cancel the current generation now and save what it wrote as cancelled."""
@@ -572,10 +582,9 @@ class GptTermApp(App[None]):
         if gen is None:
             return
         self.send(Cancel(gen.request_id))
-        self._finish("cancelled", {"n_tokens": gen.n_tokens, "reason": "cancelled",
-                                   "prompt_tokens": gen.prompt_tokens,
-                                   "reused_tokens": gen.reused_tokens}, ui=ui)
-        if notify and gen.session_id != self.session_id:
+        self._record(gen, None)
+        self._finish("cancelled", ui=ui)
+        if ui and notify and gen.session_id != self.session_id:
             self.notify("Stopped the reply in another session (saved as cancelled)")
 
     def on_store_problem(self, message: StoreProblem) -> None:
@@ -596,7 +605,7 @@ class GptTermApp(App[None]):
                         title="Model not loaded", severity="error", timeout=15)
         elif self.compare is not None and self.compare.owns(event):
             self.compare.engine_event(event)
-        elif self.gen is None or getattr(event, "request_id", None) != self.gen.request_id:
+        elif self.gen is None or not self._record(self.gen, event):
             return  # a stale event from a generation we already stopped
         elif isinstance(event, Started):
             self._started(event)
@@ -606,9 +615,7 @@ class GptTermApp(App[None]):
             self._done(event)
         elif isinstance(event, Failed):
             self.notify(f"Generation failed: {event.error}", severity="error", timeout=10)
-            gen = self.gen
-            self._finish("failed", {"error": event.error, "n_tokens": gen.n_tokens},
-                         note=f"✗ {event.error}")
+            self._finish("failed", note=f"✗ {event.error}")
 
     def _model_loaded(self, event: ModelLoaded) -> None:
         self.model_name, self.device, self.n_ctx = event.name, event.device, event.n_ctx
@@ -616,43 +623,34 @@ class GptTermApp(App[None]):
             self.loading_model = None
         self.status.set(model=self._short(event.name), device=event.device, n_ctx=event.n_ctx,
                         loading=self.loading_model and self._short(self.loading_model),
-                        load_message="", context=None, reused=None, tok_s=None, ttft=None)
+                        load_message="", context=None, reused=None, tok_s=None, ttft=None,
+                        out_of_window=0)
         if self.settings.model != event.name:
             self.settings.model = event.name
             self.save_settings()
 
     def _started(self, event: Started) -> None:
-        gen = self.gen
-        gen.prompt_tokens, gen.reused_tokens = event.prompt_tokens, event.reused_tokens
-        self.feeder.call(gen.writer.set_stats, prompt_tokens=event.prompt_tokens,
-                         reused_tokens=event.reused_tokens)
-        self.status.set(reused=event.reused_tokens, context=event.prompt_tokens)
+        self.status.set(reused=event.reused_tokens, context=event.prompt_tokens,
+                        out_of_window=event.window_start)
+        for note in window_notices(event, self._short(self.model_name or "the model")):
+            self.notify(note[0].upper() + note[1:], severity="warning", timeout=8)
 
     def _text_delta(self, event: TextDelta) -> None:
         gen = self.gen
-        if gen.first_token_at is None:
-            gen.first_token_at = self.clock()
-            self.status.set(ttft=gen.first_token_at - gen.started)
-        if event.replace:
-            gen.text = event.text
-            gen.n_tokens = len(event.token_ids)
-            self.feeder.call(gen.writer.replace_text, event.text, event.token_ids,
-                             gen.since_start())
-        else:
-            gen.text += event.text
-            gen.n_tokens += len(event.token_ids)
-            self.feeder.call(gen.writer.append, event.text, event.token_ids,
-                             gen.since_start())
+        if gen.reply.first_at is not None and gen.reply.first_at == gen.reply.last_at:
+            self.status.set(ttft=gen.reply.first_at - gen.started)
         if gen.inspect and self.inspecting:
             self.inspector.add(event.text, event.token_ids, event.alternatives, event.replace)
         gen.dirty = True
 
     def _done(self, event: Done) -> None:
         gen = self.gen
-        tok_s = event.n_tokens / event.seconds if event.seconds > 0 else None
-        self.status.set(tok_s=tok_s, ttft=event.ttft,
-                        context=event.context_tokens or gen.prompt_tokens + event.n_tokens)
-        self._finish(status_for(event), stats_for(event))
+        started = gen.reply.started
+        context = event.context_tokens or (started.prompt_tokens if started else 0) + \
+            event.n_tokens
+        self.status.set(tok_s=gen.reply.tokens_per_second, ttft=event.ttft, context=context,
+                        out_of_window=event.window_start)
+        self._finish(status_for(event))
 
     # ------------------------------------------------------------ key actions
 
@@ -667,7 +665,7 @@ class GptTermApp(App[None]):
     def _last_reply(self) -> tuple[Any, str] | None:
         """(turn, text) of the open session's last model turn."""
         if self.gen is not None and self.gen.session_id == self.session_id:
-            return None, self.gen.text
+            return None, self.gen.reply.text
         if self.session_id is None or self.store is None:
             return None
         for turn in reversed(self.store.turns(self.session_id)):
@@ -696,7 +694,7 @@ class GptTermApp(App[None]):
                 self.notify("Already writing")
                 return
             self._stop_generation()
-        if not self.store.context_text(self.session_id):
+        if not self.store.turns(self.session_id):
             return
         self._start_generation(self.session_id)
 
@@ -715,17 +713,21 @@ class GptTermApp(App[None]):
         if self.inspecting and self.gen is not None and not self.gen.inspect:
             self.inspector.begin("")  # this reply has no alternatives: say the next will
 
-    def _compare_prompt(self) -> str | None:
-        """The session's context plus the prompt box text, or up to its last user turn."""
+    def _compare_prompt(self) -> tuple[Segment, ...] | None:
+        """The session's context plus the prompt box text (joined as a sent prompt would
+        be), or the context up to its last user turn."""
         typed = self.main.query_one(PromptArea).text
         turns = self.store.turns(self.session_id) if (
             self.session_id is not None and self.store is not None) else []
+        model = self.loading_model or self.model_name or ""
         if typed.strip():
-            return "".join(t.text for t in turns) + typed
+            joint = separator_for(turns[-1].text if turns else "", typed,
+                                  turn_separator(self.preset, model))
+            return (*context_segments(turns, model), Segment(joint + typed))
         last_user = max((i for i, t in enumerate(turns) if t.role == "user"), default=None)
         if last_user is None:
             return None
-        return "".join(t.text for t in turns[:last_user + 1])
+        return context_segments(turns[:last_user + 1], model)
 
     def action_compare_presets(self) -> None:
         if self.model_name is None and self.loading_model is None:
@@ -750,7 +752,7 @@ class GptTermApp(App[None]):
         self.push_screen(ChooseManyScreen("Compare presets: pick 2 or 3", items, chosen,
                                           least=2, most=3, accept="compare"), picked)
 
-    def _run_compare(self, prompt: str, presets: list[Preset]) -> None:
+    def _run_compare(self, prompt: tuple[Segment, ...], presets: list[Preset]) -> None:
         if self.gen is not None:
             self._stop_generation()  # the engine runs one reply at a time
         current = self.preset

@@ -9,7 +9,6 @@ reply and closes. The app hands this screen the engine events of its requests.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,7 +20,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
 from gptterm.presets import Preset
-from gptterm.protocol import Cancel, Done, DropSession, Event, Failed, Generate, Started, TextDelta
+from gptterm.protocol import (
+    Cancel, Done, DropSession, Event, Failed, Generate, Reply, Segment, TextDelta, new_request_id,
+)
 from gptterm.ui.widgets.transcript import FRAME_S
 
 PROMPT_TAIL = 160  # characters of the prompt shown above the columns
@@ -33,13 +34,22 @@ class Run:
 
     preset: Preset
     session_id: str
-    request_id: str = ""
-    text: str = ""
-    n_tokens: int = 0
+    reply: Reply | None = None
     state: str = "waiting"  # waiting | writing | done | cancelled | failed
     stats: str = "waiting"
-    started_at: float = 0.0
     dirty: bool = False
+
+    @property
+    def request_id(self) -> str:
+        return self.reply.request_id if self.reply else ""
+
+    @property
+    def text(self) -> str:
+        return self.reply.text if self.reply else ""
+
+    def speed(self) -> str:
+        rate = self.reply.tokens_per_second if self.reply else None
+        return f" · {rate:.1f} tok/s" if rate is not None else ""
 
 
 def _tokens(n: int) -> str:
@@ -50,10 +60,11 @@ class CompareScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape", "close", "Close")]
 
-    def __init__(self, prompt: str, presets: Sequence[Preset], *, seed: int,
+    def __init__(self, context: Sequence[Segment], presets: Sequence[Preset], *, seed: int,
                  max_new_tokens: int, session: str | None) -> None:
         super().__init__(classes="compare")
-        self.prompt = prompt
+        self.context = tuple(context)
+        self.prompt = "".join(segment.text for segment in self.context)
         self.seed = seed
         self.max_new_tokens = max_new_tokens
         self.runs = [Run(p, f"compare:{session or 'new'}:{p.name}") for p in presets]
@@ -98,12 +109,12 @@ class CompareScreen(ModalScreen[None]):
         if self.current is None or self.closed:
             return
         run = self.current
-        run.request_id = uuid.uuid4().hex[:12]
+        run.reply = Reply(new_request_id())
         run.state, run.stats = "writing", "writing…"
-        run.started_at = self.app.clock()  # type: ignore[attr-defined]
         self._show(run)
-        self.app.send(Generate(run.request_id, run.session_id, self.prompt,  # type: ignore
-                               run.preset, max_new_tokens=self.max_new_tokens, seed=self.seed))
+        self.app.send(Generate(run.request_id, run.session_id,  # type: ignore[attr-defined]
+                               preset=run.preset, max_new_tokens=self.max_new_tokens,
+                               seed=self.seed, context=self.context))
 
     def owns(self, event: Event) -> bool:
         """Whether `event` answers one of this screen's requests."""
@@ -113,21 +124,17 @@ class CompareScreen(ModalScreen[None]):
     def engine_event(self, event: Event) -> None:
         """An engine event for one of this screen's requests (the app routes them here)."""
         run = next(r for r in self.runs if r.request_id == event.request_id)  # type: ignore
-        if isinstance(event, Started):
-            return
+        run.reply.apply(event, self.app.clock())  # type: ignore[attr-defined]
         if isinstance(event, TextDelta):
-            run.text = event.text if event.replace else run.text + event.text
-            run.n_tokens = (len(event.token_ids) if event.replace
-                            else run.n_tokens + len(event.token_ids))
             run.dirty = True
             return
         if isinstance(event, Done):
-            run.n_tokens = event.n_tokens
             run.state = "cancelled" if event.reason == "cancelled" else "done"
-            speed = f" · {event.n_tokens / event.seconds:.1f} tok/s" if event.seconds > 0 else ""
-            run.stats = f"{_tokens(event.n_tokens)}{speed} · {event.reason}"
+            run.stats = f"{_tokens(event.n_tokens)}{run.speed()} · {event.reason}"
         elif isinstance(event, Failed):
             run.state, run.stats = "failed", f"✗ {event.error}"
+        else:  # Started
+            return
         self._show(run)
         if run is self.current:
             self._next()
@@ -142,9 +149,7 @@ class CompareScreen(ModalScreen[None]):
                 self._show(run)
 
     def _live_stats(self, run: Run) -> str:
-        elapsed = self.app.clock() - run.started_at  # type: ignore[attr-defined]
-        speed = f" · {run.n_tokens / elapsed:.1f} tok/s" if elapsed > 0 else ""
-        return f"writing… {_tokens(run.n_tokens)}{speed}"
+        return f"writing… {_tokens(run.reply.n_tokens)}{run.speed()}"
 
     def _show(self, run: Run) -> None:
         run.dirty = False
@@ -168,6 +173,6 @@ class CompareScreen(ModalScreen[None]):
         if self.current is not None and self.current.state == "writing":
             send(Cancel(self.current.request_id))
         for run in self.runs:
-            if run.request_id:
+            if run.reply is not None:
                 send(DropSession(run.session_id))
         self.dismiss(None)

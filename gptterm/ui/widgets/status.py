@@ -25,6 +25,7 @@ class StatusInfo:
     reused: int | None = None
     context: int | None = None
     n_ctx: int | None = None
+    out_of_window: int = 0  # tokens of the oldest text the model no longer sees
 
 
 class StatusBar(Static):
@@ -66,6 +67,8 @@ class StatusBar(Static):
         if i.context is not None:
             limit = f"/{i.n_ctx}" if i.n_ctx else ""
             parts.append(Content(f"ctx {i.context}{limit}"))
+            if i.out_of_window:  # the marker: this much of the oldest text is cut off
+                parts[-1] = Content.assemble(parts[-1], (f" ✂{i.out_of_window}", "$warning"))
         elif i.n_ctx:
             parts.append(Content(f"ctx 0/{i.n_ctx}"))
         return Content(" │ ").join(parts)

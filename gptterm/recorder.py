@@ -1,0 +1,221 @@
+"""Recording a turn into a stored session: what the model sees, and when it is stored.
+
+The TUI and `gptterm generate --session` both go through `TurnRecorder`, so one set
+of rules decides what a turn is and when it is written:
+
+- The context is built from the stored turns (`context_segments`): a turn's token ids
+  are reused when the model now loaded made them, so the next turn's tokens extend
+  exactly what the engine's cache holds; other turns are tokenized by the engine.
+- A new prompt that follows text not ending in whitespace (and does not begin with
+  whitespace itself) starts with the turn separator (`separator_for`): `turn_separator` of the preset, else of the model's
+  catalog entry, else a newline. The separator is part of the stored user turn, so
+  the transcript, the store, exports and replay show exactly the text the model saw.
+- The user turn is stored at once, before the engine answers (nothing typed is
+  lost); the engine's ids for it are added when it reports `Started`.
+- The model turn is opened on `Started` (a request that fails before it stores no
+  empty reply), streams into an autosaving `TurnWriter`, and ends exactly once:
+  with `Done` (complete, or cancelled), `Failed` (failed), or `stop()` when the
+  caller gives up on a reply without waiting for the engine (cancelled).
+- With the model turn go what is needed to redo it exactly (`replay --verify`):
+  window start, tokens reused, effective max_new_tokens, separator, a hash of the
+  window's ids, and the seed.
+
+Stdlib only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gptterm import catalog
+from gptterm.presets import Preset
+from gptterm.protocol import Done, Event, Failed, Generate, Reply, Segment, Started, TextDelta
+from gptterm.protocol import new_request_id
+from gptterm.store import Store, StoreError, Turn, TurnWriter
+
+DEFAULT_SEPARATOR = "\n"
+
+# Done.reason -> stored turn status.
+STATUS_FOR_REASON = {"eos": "complete", "length": "complete", "stop": "complete",
+                     "cancelled": "cancelled"}
+
+
+def status_for(end: Done | Failed) -> str:
+    """The stored status of a turn that ended with `end`."""
+    if isinstance(end, Failed):
+        return "failed"
+    return STATUS_FOR_REASON.get(end.reason, "complete")
+
+
+def stats_for(reply: Reply) -> dict[str, Any]:
+    """The stats a finished reply records (keys named after the events' fields)."""
+    end = reply.end
+    if isinstance(end, Failed):
+        return {"error": end.error, "n_tokens": reply.n_tokens}
+    if end is None:  # given up on without the engine's Done
+        return {"reason": "cancelled", "n_tokens": reply.n_tokens}
+    stats: dict[str, Any] = {"reason": end.reason, "n_tokens": end.n_tokens,
+                             "seconds": round(end.seconds, 4), "ttft": round(end.ttft, 4),
+                             "context_tokens": end.context_tokens,
+                             "window_end": end.window_start}
+    rate = reply.tokens_per_second
+    if rate is not None:
+        stats["tokens_per_second"] = round(rate, 2)
+    return stats
+
+
+def turn_separator(preset: Preset, model: str | None) -> str:
+    """The separator for `model` with `preset`: the preset's, else the model's, else \\n."""
+    if preset.turn_separator is not None:
+        return preset.turn_separator
+    if model:
+        spec = catalog.resolve(model)
+        if spec.turn_separator is not None:
+            return spec.turn_separator
+    return DEFAULT_SEPARATOR
+
+
+def separator_for(text_so_far: str, prompt: str, separator: str) -> str:
+    """What goes between the text so far and a new prompt: `separator`, except at the
+    start, after whitespace, or before a prompt that begins with whitespace (the user
+    chose the joint)."""
+    if not text_so_far or text_so_far[-1].isspace() or prompt[:1].isspace():
+        return ""
+    return separator
+
+
+def ids_usable(turn: Turn, model: str) -> bool:
+    """Whether a stored turn's token ids are the loaded model's view of its text."""
+    return turn.model == model and (bool(turn.token_ids) or not turn.text)
+
+
+def context_segments(turns: Sequence[Turn], model: str) -> tuple[Segment, ...]:
+    """The session's context for `model`, one segment per turn."""
+    return tuple(Segment(t.text, tuple(t.token_ids) if ids_usable(t, model) else None)
+                 for t in turns)
+
+
+def window_notices(started: Started, model: str) -> list[str]:
+    """What the user is told once when the window cuts a request (CLI and TUI)."""
+    notes = []
+    if started.capped:
+        notes.append(f"max_new_tokens {started.requested_max_new_tokens} is more than half of "
+                     f"{model}'s {started.n_ctx}-token window: using {started.max_new_tokens}")
+    if started.dropped_tokens:
+        notes.append(f"the context is longer than {model}'s {started.n_ctx}-token window: "
+                     f"the oldest {started.window_start} tokens are left out")
+    return notes
+
+
+def open_session(store: Store, ref: str) -> str:
+    """The id of the session named or numbered `ref`, created (named `ref`) if missing."""
+    try:
+        return store.find_session(ref).id
+    except StoreError:
+        pass
+    try:
+        return store.create_session(name=ref).id
+    except StoreError:  # another process just created it
+        return store.find_session(ref).id
+
+
+class TurnRecorder:
+    """One request in a stored session: builds its Generate and stores what comes back.
+
+    Args:
+        store: the sessions store.
+        session_id: the session to continue.
+        model: the model the request runs on (its turns' ids are reused).
+        preset, seed, max_new_tokens, inspect_top_k: as in `Generate`.
+        call: runs a store write (the TUI passes its store thread's `call`).
+        wait: runs a store write and waits for it (used for the final write).
+        clock: the time source for chunk times.
+    """
+
+    def __init__(self, store: Store, session_id: str, model: str, preset: Preset, *,
+                 seed: int | None = None, max_new_tokens: int | None = None,
+                 inspect_top_k: int = 0,
+                 call: Callable[..., Any] | None = None, wait: Callable[..., Any] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.store = store
+        self.session_id = session_id
+        self.model = model
+        self.preset = preset
+        self.seed = seed
+        self.max_new_tokens = max_new_tokens
+        self.inspect_top_k = inspect_top_k
+        self._call = call or (lambda fn, *a, **k: fn(*a, **k))
+        self._wait = wait or self._call
+        self.clock = clock
+        self.reply = Reply(new_request_id())
+        self.user_turn: Turn | None = None
+        self.separator = ""
+        self.writer: TurnWriter | None = None
+        self.finished = False
+        self._user_index: int | None = None  # the user turn's segment in the context
+        self._opened_at = 0.0
+
+    @property
+    def request_id(self) -> str:
+        return self.reply.request_id
+
+    def start(self, prompt: str | None) -> Generate:
+        """Store `prompt` (None: continue the session as it is) and build the Generate."""
+        turns = self.store.turns(self.session_id)
+        if prompt is not None:
+            text_so_far = turns[-1].text if turns else ""
+            self.separator = separator_for(text_so_far, prompt,
+                                           turn_separator(self.preset, self.model))
+            self.user_turn = self.store.add_turn(self.session_id, "user",
+                                                 self.separator + prompt, model=self.model)
+            turns.append(self.user_turn)
+            self._user_index = len(turns) - 1
+        return Generate(self.request_id, self.session_id, preset=self.preset,
+                        max_new_tokens=self.max_new_tokens, seed=self.seed,
+                        inspect_top_k=self.inspect_top_k,
+                        context=context_segments(turns, self.model))
+
+    def on_event(self, event: Event, now: float | None = None) -> bool:
+        """Fold and store one engine event; False when it is not this request's."""
+        now = self.clock() if now is None else now
+        if self.finished or not self.reply.apply(event, now):
+            return False
+        if isinstance(event, Started):
+            self._started(event, now)
+        elif isinstance(event, TextDelta) and self.writer is not None:
+            at = now - self._opened_at
+            if event.replace:
+                self._call(self.writer.replace_text, event.text, event.token_ids, at)
+            else:
+                self._call(self.writer.append, event.text, event.token_ids, at)
+        elif isinstance(event, (Done, Failed)):
+            self._finish(status_for(event))
+        return True
+
+    def stop(self) -> None:
+        """Give up on the reply now (the engine is told to cancel by the caller): what
+        arrived is stored as cancelled, and later events of this request are ignored."""
+        if not self.finished:
+            self._finish("cancelled")
+
+    def _started(self, event: Started, now: float) -> None:
+        for index, ids in event.tokenized:
+            if index == self._user_index and self.user_turn is not None:
+                self._call(self.store.set_turn_tokens, self.user_turn.id, ids)
+        preset = self.preset.values()
+        preset["max_new_tokens"] = event.max_new_tokens or preset["max_new_tokens"]
+        seed = self.seed if self.seed is not None else self.preset.seed
+        self.writer = self.store.begin_turn(self.session_id, model=self.model, preset=preset,
+                                            seed=seed)
+        self._opened_at = now
+        self._call(self.writer.set_stats, prompt_tokens=event.prompt_tokens,
+                   reused_tokens=event.reused_tokens, window_start=event.window_start,
+                   dropped_tokens=event.dropped_tokens, max_new_tokens=event.max_new_tokens,
+                   context_sha=event.context_sha, separator=self.separator)
+
+    def _finish(self, status: str) -> None:
+        self.finished = True
+        if self.writer is not None:
+            self._wait(self.writer.finish, status, stats_for(self.reply))
