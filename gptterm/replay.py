@@ -3,9 +3,15 @@
 Playback turns a session's turns into timed steps (`schedule`) and writes them
 out at `speed` times the recorded pace (`play`); `turn_events` gives the same
 as protocol `TextDelta`s for a UI. Verification (`verify`) re-runs every model
-turn with its saved model, preset and seed through a `runner` and compares the
-token ids with the stored ones. `EngineRunner` is that runner on the real
-engine (torch is imported only when it starts).
+turn through a `runner` and compares the token ids with the stored ones.
+`EngineRunner` is that runner on the real engine (torch is imported only when it
+starts): it redoes each turn exactly as it was computed, from what the recorder
+stored with it (`gptterm.recorder`): the context built from the stored turns before
+it, the same window start, the same number of cached tokens reused (the turns are
+re-run in order on one engine session, so the cache holds what it held then), the
+effective max_new_tokens, the preset and the seed. A turn that stopped early
+(cancelled, failed, interrupted) is compared up to where it stopped. A re-run that
+starts from another context than the recorded one says so instead of comparing.
 
 Stdlib only at import time.
 """
@@ -121,6 +127,10 @@ class RerunError(Exception):
     """The re-run itself failed (bad stored preset, engine failure); one line."""
 
 
+class ContextDiffers(Exception):
+    """The re-run's window is not the one the turn was written after; one line."""
+
+
 @dataclass(frozen=True)
 class TurnCheck:
     """The verdict on one model turn.
@@ -150,6 +160,8 @@ class TurnCheck:
             extra = f"; the stored turn was {self.turn.status}" if self.turn.status != "complete" \
                 else ""
             return f"{head}: identical ({self.compared} tokens{extra})"
+        if self.outcome == "differs" and self.index is None:
+            return f"{head}: differs: {self.detail}"
         if self.outcome == "differs":
             def show(tok: int | None) -> str:
                 return "end of reply" if tok is None else str(tok)
@@ -194,18 +206,21 @@ def compare(turn: Turn, produced: Sequence[int]) -> TurnCheck:
     return TurnCheck(turn, "identical", compared=len(stored))
 
 
-Runner = Callable[[Turn, str], Sequence[int]]  # (turn, prompt) -> produced token ids
+Runner = Callable[[Turn, Sequence[Turn]], Sequence[int]]  # (turn, turns before) -> ids
+
+
+def stopped_early(turn: Turn) -> bool:
+    """Whether the turn ended before the model did (only its stored tokens count)."""
+    return turn.status != "complete"
 
 
 def verify(turns: Sequence[Turn], runner: Runner) -> Iterator[TurnCheck]:
-    """Re-run each model turn on the text before it and compare its tokens.
+    """Re-run each model turn after the turns before it and compare its tokens.
 
-    `runner(turn, prompt)` returns the token ids produced with the turn's model,
-    preset and seed, or raises ModelUnavailable.
+    `runner(turn, before)` returns the token ids produced with the turn's model,
+    preset and seed, or raises ModelUnavailable, RerunError or ContextDiffers.
     """
-    context = ""
-    for turn in turns:
-        prompt, context = context, context + turn.text
+    for position, turn in enumerate(turns):
         if turn.role != "model":
             continue
         method = (turn.preset or {}).get("method")
@@ -215,18 +230,24 @@ def verify(turns: Sequence[Turn], runner: Runner) -> Iterator[TurnCheck]:
         elif turn.seed is None and method == "sample":
             yield TurnCheck(turn, "unverifiable", detail="cannot verify: this sampled turn "
                             "has no recorded seed")
-        elif not turn.token_ids and turn.status != "complete":
+        elif not turn.token_ids and stopped_early(turn):
             yield TurnCheck(turn, "unverifiable",
                             detail=f"cannot verify: the {turn.status} turn stored no tokens")
+        elif method == "beam" and stopped_early(turn):
+            yield TurnCheck(turn, "unverifiable", detail="cannot verify: a beam search that "
+                            "was stopped shows its best guess so far, which no re-run repeats")
         else:
             try:
-                produced = runner(turn, prompt)
+                produced = runner(turn, turns[:position])
             except ModelUnavailable as exc:
                 yield TurnCheck(turn, "unavailable",
                                 detail=f"model {turn.model!r} is not available: {exc}")
                 continue
             except RerunError as exc:
                 yield TurnCheck(turn, "failed", detail=f"re-run failed: {exc}")
+                continue
+            except ContextDiffers as exc:
+                yield TurnCheck(turn, "differs", detail=str(exc))
                 continue
             yield compare(turn, produced)
 
@@ -266,35 +287,46 @@ class EngineRunner:
                 raise ModelUnavailable(str(exc)) from None
             self._loaded = name
 
-    def __call__(self, turn: Turn, prompt: str) -> list[int]:
+    def __call__(self, turn: Turn, before: Sequence[Turn]) -> list[int]:
         from gptterm import presets
-        from gptterm.engine.client import new_request_id
-        from gptterm.protocol import DropSession, Failed, Generate
-        from gptterm.protocol import TextDelta as Delta
+        from gptterm.protocol import Generate, Reply, Started, new_request_id
+        from gptterm.recorder import context_segments
+        from gptterm.protocol import Failed
 
         values = {k: v for k, v in (turn.preset or {}).items() if k in presets.FIELD_NAMES}
         try:
             preset = presets.from_mapping(values, where=f"turn {turn.index} preset")
         except presets.PresetError as exc:
             raise RerunError(f"its stored preset is invalid: {exc}") from None
-        max_new = None
-        if turn.status != "complete" and preset.method in ("greedy", "sample"):
-            max_new = max(1, len(turn.token_ids))  # it stopped early: no need to go further
+        stats = turn.stats if isinstance(turn.stats, dict) else {}
+        max_new = _stat_int(stats, "max_new_tokens")
+        if stopped_early(turn):
+            max_new = max(1, len(turn.token_ids))  # it stopped there: no need to go further
         self._load(turn.model or "")
-        ids: list[int] = []
-
-        def collect(event) -> None:
-            if isinstance(event, Delta):
-                if event.replace:
-                    ids[:] = event.token_ids
-                else:
-                    ids.extend(event.token_ids)
-
-        # A fresh session id: the re-run must not reuse another turn's cache.
-        command = Generate(new_request_id(), f"verify-{new_request_id()}", prompt, preset,
-                           max_new, turn.seed)
-        end = self._client.generate(command, collect)
-        self._client.engine.submit(DropSession(command.session_id))
+        # One engine session per stored session and model, re-run in order: its cache
+        # then holds what the original's held, and `reuse_limit` takes as much of it.
+        command = Generate(new_request_id(), f"verify:{turn.session_id}:{turn.model}",
+                           preset=preset, max_new_tokens=max_new, seed=turn.seed,
+                           context=context_segments(before, turn.model or ""),
+                           window_start=_stat_int(stats, "window_start"),
+                           reuse_limit=_stat_int(stats, "reused_tokens") or 0)
+        reply = Reply(command.request_id)
+        end = self._client.generate(command, reply.apply)
         if isinstance(end, Failed):
             raise RerunError(end.error)
-        return ids
+        recorded = stats.get("context_sha")
+        started = reply.started
+        if isinstance(recorded, str) and isinstance(started, Started) \
+                and started.context_sha != recorded:
+            raise ContextDiffers(
+                "the re-run starts from another context than the recorded one (window "
+                f"start {started.window_start}, {started.prompt_tokens} tokens): an earlier "
+                "turn's stored tokens or model, or the tokenizer, changed")
+        return reply.token_ids
+
+
+def _stat_int(stats: dict, key: str) -> int | None:
+    """An integer a turn recorded in its stats, or None (older turns, odd values)."""
+    value = stats.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
+        else None

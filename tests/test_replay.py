@@ -119,9 +119,8 @@ def test_compare(stored, produced, status, outcome, index):
 @pytest.fixture(scope="module")
 def recorded(tiny_model_dir, tmp_path_factory):
     """A session recorded through the engine: a seeded sampled turn, then a greedy one."""
-    from gptterm.engine.client import EngineClient, new_request_id
-    from gptterm.protocol import Generate
-    from gptterm.session_run import SessionRecorder
+    from gptterm.engine.client import EngineClient
+    from gptterm.recorder import TurnRecorder, open_session
 
     db = tmp_path_factory.mktemp("verify") / "sessions.db"
     store = Store(db)
@@ -129,10 +128,10 @@ def recorded(tiny_model_dir, tmp_path_factory):
     greedy = Preset(name="greedy", method="greedy", repetition_penalty=1.2)
     with EngineClient(device="cpu") as client:
         loaded = client.load(str(tiny_model_dir), "cpu")
+        sid = open_session(store, "verify-me")
         for prompt, preset, seed in [("Once upon a time", sample, 1234), (" Then", greedy, None)]:
-            rec = SessionRecorder(store, "verify-me", prompt)
-            cmd = Generate(new_request_id(), rec.session_id, rec.context, preset, 24, seed)
-            client.generate(cmd, lambda e, rec=rec, cmd=cmd: rec.on_event(e, loaded.name, cmd))
+            rec = TurnRecorder(store, sid, loaded.name, preset, seed=seed, max_new_tokens=24)
+            client.generate(rec.start(prompt), rec.on_event)
     data = store.export_json(store.find_session("verify-me").id)
     store.close()
     return data
@@ -171,8 +170,11 @@ def test_verify_reports_the_first_altered_token(recorded, capsys, turn, index):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     by_turn = {line["turn"]: line for line in lines}
     assert by_turn[turn]["outcome"] == "differs" and by_turn[turn]["index"] == index
-    other = 4 - turn
-    assert by_turn[other]["outcome"] == "identical"
+    if turn == 3:
+        assert by_turn[1]["outcome"] == "identical"
+    else:  # turn 3 was written after the unaltered tokens: its context no longer matches
+        assert by_turn[3]["outcome"] == "differs" and by_turn[3]["index"] is None
+        assert "another context" in by_turn[3]["detail"]
 
 
 def test_verify_cancelled_turn_compares_what_was_stored(recorded, capsys):
@@ -191,7 +193,9 @@ def test_verify_says_when_a_model_is_not_available(recorded, capsys, tmp_path):
     assert main(["replay", _load(recorded, elsewhere), "--verify"]) == 1
     out = capsys.readouterr().out.splitlines()
     assert f"model '{tmp_path / 'no-such-model'}' is not available" in out[0]
-    assert out[1].endswith("identical (24 tokens)")
+    # Turn 3 was written after turn 1's tokens from the tiny model; with turn 1 now
+    # claiming another model, its tokens are not the ones turn 3 saw, and verify says so.
+    assert "another context" in out[1]
 
 
 def test_verify_needs_a_seed_for_sampled_turns(recorded, capsys):

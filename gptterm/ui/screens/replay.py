@@ -15,6 +15,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Static
 
+from gptterm.protocol import Reply
 from gptterm.replay import turn_events
 from gptterm.textsafe import inert
 from gptterm.ui.widgets.transcript import Transcript
@@ -67,13 +68,13 @@ class ReplayScreen(Screen[None]):
                 transcript.add_turn(turn.role, turn.text)
                 continue
             view = transcript.add_turn("model", "")
-            text, last = "", 0.0
+            reply, last = Reply("replay"), 0.0
             for at, delta in turn_events(turn, "replay"):
                 await self._sleep(max(0.0, at - last))
                 last = at
-                text = delta.text if delta.replace else text + delta.text
-                view.set_text(text)
-            view.set_text(text, status=turn.status)
+                reply.apply(delta)
+                view.set_text(reply.text)
+            view.set_text(reply.text, status=turn.status)
         self.finished = True
         self._show_bar()
 
