@@ -479,7 +479,7 @@ def test_import_checks_every_field_with_ranges(tmp_path, change, field):
      '[{"role": "model", "text": "x", "seed": ' + "9" * 40 + "}]}", "turns[0].seed"),
     ('{"format": "gptterm-session", "version": 1, "session": {"id": "aaaa1111", '
      '"title": "\\ud800"}}', "session.title"),
-])
+], ids=["nan", "infinity", "deep", "long-int", "huge-seed", "surrogate"])
 def test_cli_import_of_hostile_json_is_one_line(tmp_path, capsys, raw, words):
     path = tmp_path / "x.json"
     path.write_text(raw)
