@@ -631,3 +631,14 @@ def test_first_line():
 
     assert first_line(RuntimeError("\n  first\nsecond")) == "first"
     assert first_line(KeyError()) == "KeyError"
+
+
+def test_arguments_that_are_not_valid_unicode_are_one_line(capsys):
+    store = Store()
+    store.create_session(name="sea")
+    store.close()
+    bad = b"\xff".decode("utf-8", "surrogateescape")  # what a non-UTF-8 argv byte becomes
+    for argv in (["sessions", "show", bad], ["sessions", "search", bad],
+                 ["sessions", "rename", "sea", bad]):
+        assert main(argv) == 2, argv
+        _one_line_error(capsys)

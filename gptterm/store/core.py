@@ -143,6 +143,8 @@ class Store:
 
         A unique id prefix of at least 4 characters also works.
         """
+        if not is_text(ref):
+            raise StoreError(f"no session has the id, name or title {ref!r} (not valid Unicode)")
         for column in ("id", "name"):
             rows = self.db.read(f"SELECT * FROM sessions WHERE {column} = ?", (ref,))
             if rows:

@@ -169,19 +169,14 @@ class Database:
         try:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            # Reading the header first makes a non-database fail here, as NOTADB.
-            found = schema.version(conn)
-            if found > schema.SCHEMA_VERSION:
-                raise _Refused(
-                    f"{self.path}: written by a newer gptterm (schema {found}, this one knows "
-                    f"{schema.SCHEMA_VERSION}): upgrade gptterm")
-            check = conn.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise _Corrupt(f"integrity check failed: {check}")
-            wrong = schema.mismatch(conn, found)
-            if wrong:
-                raise _Refused(f"{self.path}: not opened: its tables do not match ({wrong}); "
-                               "move the file away to start a fresh one")
+            # One read snapshot: a process migrating the file meanwhile cannot make the
+            # version and the tables seem to disagree.
+            conn.execute("BEGIN")
+            try:
+                found = self._check(conn)
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")  # durable across a process crash
@@ -192,6 +187,23 @@ class Database:
             conn.close()
             raise
         return conn
+
+    def _check(self, conn: sqlite3.Connection) -> int:
+        """The file's schema version, once it is known to be sound and to match its tables."""
+        # Reading the header first makes a non-database fail here, as NOTADB.
+        found = schema.version(conn)
+        if found > schema.SCHEMA_VERSION:
+            raise _Refused(
+                f"{self.path}: written by a newer gptterm (schema {found}, this one knows "
+                f"{schema.SCHEMA_VERSION}): upgrade gptterm")
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise _Corrupt(f"integrity check failed: {check}")
+        wrong = schema.mismatch(conn, found)
+        if wrong:
+            raise _Refused(f"{self.path}: not opened: its tables do not match ({wrong}); "
+                           "move the file away to start a fresh one")
+        return found
 
     def _move_aside(self, why: str) -> None:
         """Rename the damaged file (and its WAL files) to a timestamped name; never delete."""
@@ -228,7 +240,7 @@ class Database:
         """Rows of one query; any failure is one StoreError line."""
         try:
             return self.query(sql, params)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeEncodeError, OverflowError) as exc:
             raise StoreError(describe(self.path, "read the sessions database", exc)) from None
 
     @contextlib.contextmanager

@@ -16,7 +16,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from gptterm.store.opening import describe
-from gptterm.store.records import Session, StoreError, Turn, session_from_row, turn_from_row
+from gptterm.store.records import (
+    Session,
+    StoreError,
+    Turn,
+    is_text,
+    session_from_row,
+    turn_from_row,
+)
 
 if TYPE_CHECKING:
     from gptterm.store.opening import Database
@@ -29,6 +36,8 @@ _SELECT = ("SELECT t.*, s.id AS s_id, s.title AS s_title, s.name AS s_name,"
 
 def search(db: Database, query: str, limit: int = 50) -> list[tuple[Session, Turn, str]]:
     """Turns whose text holds every word of `query`, newest session first."""
+    if not is_text(query):
+        raise StoreError("search: expected words in valid Unicode")
     words = distinct_words(query)
     if not words:
         return []
