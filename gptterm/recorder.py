@@ -34,6 +34,7 @@ from gptterm.presets import Preset
 from gptterm.protocol import Done, Event, Failed, Generate, Reply, Segment, Started, TextDelta
 from gptterm.protocol import new_request_id
 from gptterm.store import Store, StoreError, Turn, TurnWriter
+from gptterm.textsafe import inert
 
 DEFAULT_SEPARATOR = "\n"
 
@@ -99,6 +100,7 @@ def context_segments(turns: Sequence[Turn], model: str) -> tuple[Segment, ...]:
 
 def window_notices(started: Started, model: str) -> list[str]:
     """What the user is told once when the window cuts a request (CLI and TUI)."""
+    model = inert(model, single_line=True)
     notes = []
     if started.capped:
         notes.append(f"max_new_tokens {started.requested_max_new_tokens} is more than half of "

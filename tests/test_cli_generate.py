@@ -26,13 +26,40 @@ def test_json_events_follow_the_contract(tiny_model_dir, capsys):
     assert code == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines[0]["event"] == "started"
-    assert set(lines[0]) == {"event", "prompt_tokens", "reused_tokens"}
+    assert set(lines[0]) == {"event", "prompt_tokens", "reused_tokens", "window_start"}
     texts = [line for line in lines if line["event"] == "text"]
     assert texts and all(set(t) == {"event", "text", "token_ids"} for t in texts)
     done = lines[-1]
     assert done["event"] == "done" and done["reason"] in ("eos", "length")
-    assert set(done) == {"event", "reason", "n_tokens", "seconds", "ttft"}
+    assert set(done) == {"event", "reason", "n_tokens", "seconds", "ttft", "max_new_tokens"}
     assert done["n_tokens"] == sum(len(t["token_ids"]) for t in texts)
+
+
+def test_max_new_tokens_past_half_the_window_is_capped_and_said_once(tiny_model_dir, capsys):
+    """Asking for more tokens than the window holds used to push the prompt out."""
+    code = main(["generate", "Once upon a time in a land far away", "--model",
+                 str(tiny_model_dir), "--json", "--max-new-tokens", "300", "--seed", "1"])
+    assert code == 0
+    out, err = capsys.readouterr()
+    lines = [json.loads(line) for line in out.splitlines()]
+    started, done = lines[0], lines[-1]
+    assert started["prompt_tokens"] > 1 and started["window_start"] == 0  # the prompt stays
+    assert done["max_new_tokens"] == 64 and done["n_tokens"] <= 64  # half of 128
+    notes = [line for line in err.splitlines() if "max_new_tokens" in line]
+    assert notes == ["gptterm: max_new_tokens 300 is more than half of tiny-gpt2's "
+                     "128-token window: using 64"]
+
+
+def test_a_prompt_longer_than_the_window_says_what_was_left_out(tiny_model_dir, capsys):
+    prompt = "A long pasted letter, line after line. " * 60  # far more than 128 tokens
+    code = main(["generate", prompt, "--model", str(tiny_model_dir), "--json",
+                 "--max-new-tokens", "4", "--preset", "greedy"])
+    assert code == 0
+    out, err = capsys.readouterr()
+    started = json.loads(out.splitlines()[0])
+    assert started["window_start"] > 0 and started["prompt_tokens"] <= 128
+    assert (f"gptterm: the context is longer than tiny-gpt2's 128-token window: the oldest "
+            f"{started['window_start']} tokens are left out") in err.splitlines()
 
 
 def test_plain_stream_and_stats_line(tiny_model_dir):

@@ -419,3 +419,22 @@ async def test_palette_opens_sessions_themes_models_and_actions(ui_env):
         await until(pilot, lambda: app.model_name == "gpt2-medium")
         await palette(pilot, "New session")
         await until(pilot, lambda: app.session_id is None)
+
+
+async def test_the_window_cap_and_cut_context_are_said_and_marked(ui_env):
+    """Defects 2 and 4 of the conversation loop, seen from the TUI."""
+    engines = Engines()
+    window = dict(window_start=340, dropped_tokens=340, max_new_tokens=64,
+                  requested_max_new_tokens=300, n_ctx=128)
+    app = make_app(engine_factory=engines.factory(window=window))
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await type_prompt(pilot, "A very long pasted letter")
+        await until(pilot, lambda: app.gen is None and len(views(app)) == 2)
+        said = notifications(app)
+        assert any("max_new_tokens 300 is more than half" in n and "using 64" in n for n in said)
+        assert any("the oldest 340 tokens are left out" in n for n in said)
+        assert "✂340" in str(app.status.render_info())  # ctx carries the marker
+        model = app.store.turns(app.session_id)[-1]
+        assert (model.stats["window_start"], model.stats["max_new_tokens"]) == (340, 64)
+        assert model.preset["max_new_tokens"] == 64  # what a re-run uses

@@ -37,8 +37,10 @@ class FakeEngine:
                  rate: float = 2000.0, reply_tokens: int = 0,
                  on_done: Callable[[], None] | None = None,
                  replies: dict[str, Sequence[str]] | None = None,
-                 alternatives: Sequence[Sequence[tuple[str, float]]] = ()):
+                 alternatives: Sequence[Sequence[tuple[str, float]]] = (),
+                 window: dict | None = None):
         self.emit = emit
+        self.window = window or {}  # extra Started fields (window_start, max_new_tokens, ...)
         self.reply = list(reply)
         self.auto = auto
         self.fail_models = fail_models or {}
@@ -74,7 +76,8 @@ class FakeEngine:
                 self.emit(ModelLoaded(command.name, self.device, self.n_ctx))
         elif isinstance(command, Generate):
             self.active, self.sent = command, 0
-            self.emit(Started(command.request_id, len(command.text().split()), 0))
+            self.emit(Started(command.request_id, len(command.text().split()), 0,
+                              **self.window))
             if self.stream_forever:
                 self._stop.clear()
                 threading.Thread(target=self._flood, args=(command.request_id,),
@@ -106,7 +109,8 @@ class FakeEngine:
     def finish(self, reason: str = "eos") -> None:
         assert self.active is not None, "no generation is running"
         self.emit(Done(self.active.request_id, reason, self.sent, 0.5, 0.05,
-                       len(self.active.text().split()) + self.sent))
+                       len(self.active.text().split()) + self.sent,
+                       window_start=self.window.get("window_start", 0)))
         self.active = None
 
     def _flood(self, request_id: str) -> None:

@@ -62,9 +62,7 @@ def event_json(event) -> dict | None:
 
     if isinstance(event, p.Started):
         return {"event": "started", "prompt_tokens": event.prompt_tokens,
-                "reused_tokens": event.reused_tokens, "window_start": event.window_start,
-                "dropped_tokens": event.dropped_tokens,
-                "max_new_tokens": event.max_new_tokens}
+                "reused_tokens": event.reused_tokens, "window_start": event.window_start}
     if isinstance(event, p.TextDelta):
         data = {"event": "text", "text": event.text, "token_ids": list(event.token_ids)}
         if event.replace:
@@ -170,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 reply.apply(event)
             if isinstance(event, Started):
-                for note in window_notices(event, loaded.name):
+                for note in window_notices(event, catalog.resolve(loaded.name).name):
                     print(f"gptterm: {note}", file=sys.stderr)
             broken = printer.broken
             printer(event)

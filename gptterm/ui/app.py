@@ -633,7 +633,7 @@ class GptTermApp(App[None]):
         self.status.set(reused=event.reused_tokens, context=event.prompt_tokens,
                         out_of_window=event.window_start)
         for note in window_notices(event, self._short(self.model_name or "the model")):
-            self.notify(note[0].upper() + note[1:], severity="warning", timeout=8)
+            self.notify(note, severity="warning", timeout=8)
 
     def _text_delta(self, event: TextDelta) -> None:
         gen = self.gen
