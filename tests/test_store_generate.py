@@ -190,3 +190,20 @@ def test_kill_9_while_streaming_keeps_all_but_the_last_second(long_model_dir):
     assert saved.startswith(must_have)
     assert store._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     store.close()
+
+
+@pytest.mark.slow
+def test_a_closed_pipe_ends_the_reply_like_ctrl_c(long_model_dir):
+    """`gptterm generate ... | head`: the reply is saved as cancelled, the exit is quiet."""
+    proc = _gptterm("generate", "The sea", "--model", str(long_model_dir), "--session", "piped",
+                    "--max-new-tokens", "4000", "--preset", "greedy")
+    first = os.read(proc.stdout.fileno(), 16)  # the reader takes a little, then goes away
+    proc.stdout.close()
+    proc.wait(timeout=120)
+    err = proc.stderr.read().decode()
+    assert first and proc.returncode == 141 and err == ""
+    store = Store()
+    model = store.turns(store.find_session("piped").id)[-1]
+    assert model.status == "cancelled" and 0 < len(model.token_ids) < 4000
+    assert model.text.encode().startswith(first[:8])
+    store.close()

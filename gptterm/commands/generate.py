@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import json
-import os
 import random
 import sys
 
 from gptterm.cli import UsageError
 from gptterm.cli_types import positive_int, read_text, seed_arg
+from gptterm.commands.sessions import guarded
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -132,7 +131,9 @@ class StdoutPrinter:
             self.out.flush()
 
 
+@guarded
 def run(args: argparse.Namespace) -> int:
+    """Stream one reply; a store or stdout failure ends it with one line (`guarded`)."""
     from gptterm import catalog
     from gptterm.engine.client import EngineClient, ModelLoadError
     from gptterm.protocol import Cancel, Failed, Generate, Reply, Started, new_request_id
@@ -178,8 +179,8 @@ def run(args: argparse.Namespace) -> int:
         end = client.generate(command, on_event)
     if recorder is not None:
         recorder.store.close()
-    if printer.broken is not None:
-        return _stdout_failed(printer.broken)
+    if printer.broken is not None:  # the reply was cancelled and saved; now say why
+        raise printer.broken
     if isinstance(end, Failed):
         if not args.json:
             print(f"gptterm: generation failed: {end.error}", file=sys.stderr)
@@ -190,18 +191,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"tokens={end.n_tokens} ttft_ms={end.ttft * 1000:.1f} tok_per_s={rate:.1f} "
               f"reused={reused}", file=sys.stderr)
     return 0
-
-
-def _stdout_failed(exc: OSError) -> int:
-    """A closed pipe ends quietly (as `| head` expects); any other write error is one line."""
-    try:  # Python would report the failed flush at exit once more
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-    if isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE:
-        return 0
-    print(f"gptterm: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
-    return 1
 
 
 def _config_threads() -> int | None:
