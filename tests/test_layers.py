@@ -25,3 +25,16 @@ def imported_after(module: str) -> set[str]:
 def test_core_modules_import_neither_torch_nor_textual(module):
     heavy = imported_after(module) & {"torch", "transformers", "textual"}
     assert not heavy, f"gptterm.{module} imports {heavy}"
+
+
+def test_import_contracts_hold():
+    """The import-linter contracts in pyproject.toml (core and engine never import the UI
+    or Textual; only the command line imports gptterm.commands; the UI never imports
+    torch or transformers itself)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    lint = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(lint)], cwd=root, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "3 kept, 0 broken" in result.stdout
