@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from gptterm.cli import UsageError
+from gptterm.errors import first_line
 
 # Enough to load and generate: config, weights, tokenizer files.
 _PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors", "merges.txt", "vocab.*"]
@@ -48,7 +49,6 @@ def download(args: argparse.Namespace) -> int:
     try:
         path = snapshot_download(spec.source, allow_patterns=_PATTERNS, etag_timeout=5)
     except Exception as exc:  # network and hub errors come in many types
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UsageError(f"cannot download {spec.source}: {first}") from None
+        raise UsageError(f"cannot download {spec.source}: {first_line(exc)}") from None
     print(f"{spec.name}: downloaded to {path}")
     return 0

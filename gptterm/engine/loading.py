@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gptterm.catalog import ModelSpec
+from gptterm.errors import first_line
 
 
 class LoadError(Exception):
@@ -91,13 +92,13 @@ def load(spec: ModelSpec, device: str = "auto",
             source, local_files_only=True, **spec.special_tokens
         )
     except Exception as exc:  # transformers raises many kinds; the user needs one line
-        raise LoadError(f"{spec.name}: cannot load its tokenizer: {_first_line(exc)}") from None
+        raise LoadError(f"{spec.name}: cannot load its tokenizer: {first_line(exc)}") from None
     progress(0.5, "loading weights")
     dtype = torch.float16 if dev == "cuda" else torch.float32
     try:
         model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True, dtype=dtype)
     except Exception as exc:
-        raise LoadError(f"{spec.name}: cannot load its weights: {_first_line(exc)}") from None
+        raise LoadError(f"{spec.name}: cannot load its weights: {first_line(exc)}") from None
     progress(0.9, f"moving to {dev}")
     model.to(dev).eval()
     config = model.config
@@ -105,8 +106,3 @@ def load(spec: ModelSpec, device: str = "auto",
                                                                   1024))
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else config.eos_token_id
     return LoadedModel(spec, model, tokenizer, dev, n_ctx, eos)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from gptterm.cli_types import INT_MAX, SEED_LIMIT, check_float, check_int
 from gptterm.config import THREADS_MAX
+from gptterm.errors import first_line
 from gptterm.engine.threads import use_threads
 from gptterm.training import TrainingError, card, corpus, outdir
 from gptterm.training.trainer import Interrupted  # noqa: F401  (re-exported for callers)
@@ -139,7 +140,7 @@ def load_base(name: str):
         model = AutoModelForCausalLM.from_pretrained(spec.source, local_files_only=True,
                                                      dtype="float32")
     except Exception as exc:  # noqa: BLE001 - any load failure is the user's bad BASE
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         hint = "" if spec.local else " (not in the local hub cache; no network is used)"
         raise TrainingError(f"base model {name}: cannot load{hint}: {first[:200]}") from None
     for key, value in spec.special_tokens.items():

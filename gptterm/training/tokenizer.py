@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from gptterm.errors import first_line
 from gptterm.training import TrainingError
 
 BPE_SPECIAL = "<|endoftext|>"
@@ -113,7 +114,7 @@ def _train_sentencepiece(texts: list[str], vocab_size: int):
                 minloglevel=2,
             )
         except RuntimeError as exc:
-            reason = str(exc).strip().splitlines()[0].split("] ")[-1]
+            reason = first_line(exc).split("] ")[-1]
             raise TrainingError(f"sentencepiece training failed: {reason}") from None
         proc = spm.SentencePieceProcessor(model_file=prefix + ".model")
         pieces = [(proc.id_to_piece(i), proc.get_score(i)) for i in range(proc.get_piece_size())]

@@ -24,7 +24,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label
 
 from gptterm import catalog, config
+from gptterm.errors import first_line
 from gptterm.presets import DEFAULT_PRESET, Preset, load_presets
 from gptterm.protocol import (
     Cancel,
@@ -44,7 +45,6 @@ from gptterm.protocol import (
     DropSession,
     Event,
     Failed,
-    Generate,
     LoadModel,
     ModelFailed,
     ModelLoaded,
@@ -292,8 +292,7 @@ class GptTermApp(App[None]):
             engine = self.engine_factory(lambda event: self.post_message(EngineEvent(event)))
             engine.start()
         except Exception as exc:  # noqa: BLE001 - reported, the UI stays up
-            line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            self.call_from_thread(self._engine_failed, line)
+            self.call_from_thread(self._engine_failed, first_line(exc))
             return
         try:
             self.call_from_thread(self._engine_ready, engine)
