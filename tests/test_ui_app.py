@@ -438,3 +438,16 @@ async def test_the_window_cap_and_cut_context_are_said_and_marked(ui_env):
         model = app.store.turns(app.session_id)[-1]
         assert (model.stats["window_start"], model.stats["max_new_tokens"]) == (340, 64)
         assert model.preset["max_new_tokens"] == 64  # what a re-run uses
+
+
+async def test_notifications_are_plain_inert_text(ui_env):
+    """A title or an engine error is never read as markup nor sent raw to the terminal."""
+    engines = Engines()
+    app = make_app(engine_factory=engines.factory(fail_models={
+        "bad": "cannot load [link=http://x]weights[/link] \x1b]52;c;eA==\x07"}))
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        app.load_model("bad")
+        await until(pilot, lambda: any("weights" in n for n in notifications(app)))
+        (said,) = [n for n in notifications(app) if "weights" in n]
+        assert "[link=http://x]weights[/link]" in said and "\x1b" not in said and "␛" in said

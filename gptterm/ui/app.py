@@ -37,6 +37,7 @@ from textual.widgets import Footer, Label
 
 from gptterm import catalog, config
 from gptterm.errors import first_line
+from gptterm.textsafe import inert
 from gptterm.presets import DEFAULT_PRESET, Preset, load_presets
 from gptterm.protocol import (
     Cancel,
@@ -327,6 +328,13 @@ class GptTermApp(App[None]):
         self.feeder.close()
         if self._own_store and self.store is not None:
             self.store.close()
+
+    def notify(self, message: str, *, title: str = "", severity: Any = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Every notification is plain text with control characters made visible: messages
+        quote file names, engine errors, model names and stored titles, none of them markup."""
+        super().notify(inert(message), title=inert(title, single_line=True), severity=severity,
+                       timeout=timeout, markup=markup)
 
     # ------------------------------------------------------------ helpers
 

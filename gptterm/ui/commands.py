@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from gptterm.textsafe import inert
+
 if TYPE_CHECKING:
     from gptterm.ui.app import GptTermApp
 
@@ -60,8 +62,8 @@ class ModelsProvider(_RowsProvider):
 class SessionsProvider(_RowsProvider):
     def rows(self, app: GptTermApp) -> Iterable[Row]:
         for session in app.sessions():
-            title = session.title or session.name or "untitled"
-            yield f"Session: {title}", f"open session {session.id}", partial(
+            title = inert(session.title or session.name or "untitled", single_line=True)
+            yield f"Session: {title}", f"open session {inert(session.id, single_line=True)}", partial(
                 app.open_session, session.id)
 
 
