@@ -29,6 +29,17 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_model(tmp_path_factory.mktemp("tiny") / "tiny-gpt2")
 
 
+@pytest.fixture(scope="session")
+def long_model_dir(tmp_path_factory) -> Path:
+    """A small model with room for thousands of positions (a reply may use half), wide
+    enough that a reply of 4000 tokens streams for several seconds even on a fast, idle
+    machine: for tests that must stop a reply midway."""
+    from tiny import build_model
+
+    return build_model(tmp_path_factory.mktemp("long") / "tiny-long", n_positions=8192,
+                       n_embd=256, n_layer=4, n_head=4)
+
+
 @pytest.fixture
 def ui_env(tmp_path, monkeypatch) -> Path:
     """UI tests: test presets in the config dir, no bundled presets, no shipped or hub models."""

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from gptterm import catalog
 
 SCRIPT = Path(sys.executable).with_name("gptterm")
 
@@ -34,16 +33,17 @@ def wait_for(condition, timeout: float, what: str):
 
 
 @pytest.mark.slow
-def test_type_stream_cancel_quit_and_the_session_is_stored(tmp_path, tiny_model_dir):
+def test_type_stream_cancel_quit_and_the_session_is_stored(tmp_path, long_model_dir):
     assert shutil.which("tmux"), "tmux is needed for this test (apt-get install tmux)"
     assert SCRIPT.is_file(), f"{SCRIPT} missing: pip install -e . first"
-    default = catalog.resolve(catalog.DEFAULT_MODEL)
-    model = catalog.DEFAULT_MODEL if default.available_offline() else str(tiny_model_dir)
+    # A reply may use half the window: a model with a long window, so Esc stops it midway.
+    model = str(long_model_dir)
     data, conf = tmp_path / "data", tmp_path / "config"
     (conf / "presets").mkdir(parents=True)
     # A long reply, so that Esc stops it midway.
     (conf / "presets" / "long.toml").write_text(
-        'description = "long sampled reply"\nmethod = "sample"\nmax_new_tokens = 4000\n')
+        'description = "long sampled reply"\nmethod = "sample"\nmax_new_tokens = 4000\n'
+        'min_new_tokens = 4000\n')  # no early end-of-text
     exit_file = tmp_path / "exit-code"
     env = {**os.environ, "GPTTERM_DATA_DIR": str(data), "GPTTERM_CONFIG_DIR": str(conf),
            "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color"}

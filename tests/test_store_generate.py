@@ -20,16 +20,6 @@ from gptterm.store import Store
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def long_model_dir(tmp_path_factory) -> Path:
-    """A small model with room for thousands of positions, wide enough that a reply of
-    4000 tokens streams for several seconds even on a fast, idle machine."""
-    from tiny import build_model
-
-    return build_model(tmp_path_factory.mktemp("long") / "tiny-long", n_positions=8192,
-                       n_embd=256, n_layer=4, n_head=4)
-
-
 def _gptterm(*args: str, **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "gptterm", *args], env=env,
