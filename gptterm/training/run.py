@@ -14,8 +14,8 @@ from pathlib import Path
 
 from gptterm.cli_types import INT_MAX, SEED_LIMIT, check_float, check_int
 from gptterm.config import THREADS_MAX
-from gptterm.errors import first_line
 from gptterm.engine.threads import use_threads
+from gptterm.errors import first_line
 from gptterm.training import TrainingError, card, corpus, outdir
 from gptterm.training.trainer import Interrupted  # noqa: F401  (re-exported for callers)
 
