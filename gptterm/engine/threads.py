@@ -1,21 +1,29 @@
-"""How many intra-op CPU threads torch gets for a model: `pick_threads`, `apply_threads`.
+"""How many intra-op CPU threads torch gets for a model: `pick_threads` (the rule),
+`apply_threads` and `use_threads` (set it on the calling thread), `requested_threads`
+(`--threads` or the config).
 
 torch's default (one thread per core) collapses as soon as another process wants a core:
 its OpenMP workers meet at a barrier after every kernel, so one descheduled worker stalls
-them all. Measured on the 2-core development machine (shared, raw KV-cached decode,
-tok/s, best of 4, threads 1 / 2, with `python -c "while True: pass"` as the other process):
+them all. Measured on the 2-core development machine (KVM, shared with other jobs that
+kept CPU pressure near 100%, so "idle" means no extra load of ours), threads 1 / 2, with
+`python -c "while True: pass"` as the busy process:
 
-    params   no extra load        + one busy process
-    0.05M    1622 / 63   (0.04x)   579 / 41
-    5.3M      374 / 26   (0.07x)   280 / 13    (shakespeare-mini's shape)
-    13.9M     178 / 5.6  (0.03x)    81 / 3.1
-    33.7M      45 / 7.8  (0.17x)    20 / 1.0
-    124M      9.7 / 1.3  (0.13x)   3.6 / 0.3
+    raw KV-cached decode, tok/s   idle                 + one busy process
+    0.05M params                  1622 / 63   (0.04x)   579 / 41
+    5.3M (shakespeare-mini shape)  374 / 26   (0.07x)   280 / 13
+    13.9M                          178 / 5.6  (0.03x)    81 / 3.1
+    33.7M                           45 / 7.8  (0.17x)    20 / 1.0
+    124M (GPT-2 small)             9.7 / 1.3  (0.13x)   3.6 / 0.3
 
-Training a 4.8M model (batch 16 x 256) took 3.5 / 6.5 s a step, and 9.2 / 11.7 s with a
-busy process. That machine was never truly idle (other jobs kept CPU pressure near 100%),
-so 2 threads never won there; the loss from one thread too few is bounded (at most the
-parallel speed-up, about 2x on two cores) while one thread too many cost 5-30x. Hence:
+    shakespeare-mini via `gptterm generate --stats`, 128 tokens, median of 3:
+                                   241 / 18             148 / 5.9
+    30-step `gptterm train` (4.8M params, batch 4 x 128), loop seconds:
+                                     6 / 115               12 / 144
+
+Two threads never won there, at any size up to 124M, so the crossover this rule assumes
+for idle machines with more cores (`PARAMS_PER_THREAD`) could not be measured on it. The
+loss from one thread too few is bounded (at most the parallel speed-up) while one thread
+too many cost 3-30x. Hence:
 
 * `requested` (``--threads N`` or the config's ``threads``) wins;
 * otherwise one core stays free for the UI and whatever else runs, so a 2-core machine
@@ -26,8 +34,16 @@ parallel speed-up, about 2x on two cores) while one thread too many cost 5-30x. 
 
 The count is per thread, not per process: `torch.set_num_threads` sets the calling
 thread's OpenMP/MKL count and the default for threads that have not run a torch op yet;
-a thread that already ran one keeps its own count. So the engine applies it on its worker
-thread, and training on the thread that trains.
+a thread that already ran one keeps its own count (checked with torch 2.13, OpenMP
+backend). So the engine applies it on its worker thread, training on the thread that
+trains, and the caller's thread keeps its own.
+
+The UI thread: the engine's per-token Python loop holds the GIL only between kernels
+(torch releases it inside them) and Python hands the GIL over every 5 ms
+(`sys.getswitchinterval`), so the UI is never starved by the loop itself; what starved
+it was the second OpenMP thread spinning on the core the UI needs. `bench/decode.py`
+measures a 10 ms timer on another thread while shakespeare-mini decodes beside a busy
+process: late by p50 0.1 ms, max 17 ms with 1 thread; p50 2.0 ms, max 36 ms with 2.
 """
 
 from __future__ import annotations
