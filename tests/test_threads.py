@@ -133,3 +133,18 @@ def test_settings_threads_out_of_range_is_a_training_error(tmp_path):
     with pytest.raises(TrainingError, match="--threads"):
         run(settings(corpus_file(tmp_path), tmp_path / "m", threads=0))
     assert not (tmp_path / "m").exists()
+
+
+def test_the_app_gives_the_engine_its_threads(ui_env, monkeypatch):
+    """`gptterm --threads N` wins over the config's `threads`, which wins over the pick."""
+    import gptterm.engine.engine as engine_module
+    from gptterm import config
+    from gptterm.ui.app import make_app
+
+    made = []
+    monkeypatch.setattr(engine_module, "Engine", lambda emit, **kw: made.append(kw))
+    make_app(threads=3).engine_factory(lambda event: None)
+    config.save_settings(config.Settings(threads=2))
+    make_app().engine_factory(lambda event: None)
+    make_app(threads=1).engine_factory(lambda event: None)
+    assert [kw["threads"] for kw in made] == [3, 2, 1]

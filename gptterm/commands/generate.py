@@ -8,7 +8,8 @@ import random
 import sys
 
 from gptterm.cli import UsageError
-from gptterm.cli_types import positive_int, read_text, seed_arg
+from gptterm.cli_types import int_range, positive_int, read_text, seed_arg
+from gptterm.config import THREADS_MAX
 from gptterm.commands.sessions import guarded
 
 
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=positive_int,
                    help="tokens to generate at most (at most half the model's window)")
     p.add_argument("--seed", type=seed_arg, help="random seed (sampling presets)")
-    p.add_argument("--threads", type=positive_int,
+    p.add_argument("--threads", type=int_range(1, THREADS_MAX),
                    help="CPU threads for the model (default: picked for the model's size)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", action="store_true", help="one JSON object per event per line")
@@ -137,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
     from gptterm import catalog
     from gptterm.engine.client import EngineClient, ModelLoadError
     from gptterm.protocol import Cancel, Failed, Generate, Reply, Started, new_request_id
+    from gptterm.engine.threads import requested_threads
     from gptterm.recorder import window_notices
 
     preset = resolve_preset(args.preset, args.overrides)
@@ -144,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         prompt = read_text(args.prompt)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    threads = args.threads or _config_threads()
+    threads = requested_threads(args.threads)
     with EngineClient(device=args.device, threads=threads) as client:
         try:
             loaded = client.load(args.model or catalog.DEFAULT_MODEL, args.device)
@@ -191,12 +193,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"tokens={end.n_tokens} ttft_ms={end.ttft * 1000:.1f} tok_per_s={rate:.1f} "
               f"reused={reused}", file=sys.stderr)
     return 0
-
-
-def _config_threads() -> int | None:
-    from gptterm.config import load_settings
-
-    return load_settings()[0].threads
 
 
 def open_recorder(args: argparse.Namespace, model: str, preset, seed: int):

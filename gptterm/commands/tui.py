@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from gptterm.cli_types import int_range
+from gptterm.config import THREADS_MAX
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tui", help="open the terminal app (the default)")
     p.add_argument("--model", help="model name or directory (default: last used)")
     p.add_argument("--preset", help="preset name (default: last used)")
+    p.add_argument("--threads", type=int_range(1, THREADS_MAX),
+                   help="CPU threads for the model (default: the config's, else picked)")
     p.set_defaults(func=run)
 
 
@@ -23,5 +28,5 @@ def run(args: argparse.Namespace) -> int:
                              f"{', '.join(sorted(presets)) or '(none found)'}")
     from gptterm.ui.app import make_app
 
-    make_app(model=args.model, preset=args.preset).run()
+    make_app(model=args.model, preset=args.preset, threads=args.threads).run()
     return 0

@@ -14,6 +14,7 @@ import threading
 from typing import Any, Callable
 
 from gptterm import catalog
+from gptterm.errors import first_line
 from gptterm.protocol import (
     Cancel, Command, Done, DropSession, Event, Failed, Generate, LoadModel, ModelFailed,
     ModelLoaded, ModelLoading, Shutdown,
@@ -97,7 +98,7 @@ class Engine:
                 elif isinstance(command, DropSession) and self._caches is not None:
                     self._caches.drop(command.session_id)
             except Exception as exc:  # the worker must survive anything one command does
-                line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                line = first_line(exc)
                 if isinstance(command, Generate):
                     self._emit(Failed(command.request_id, line))
                 elif isinstance(command, LoadModel):

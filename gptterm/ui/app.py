@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +79,11 @@ INSPECT_TOP_K = 5  # candidates per token the token inspector asks for
 COMPARE_DEFAULTS = ("greedy", "top-p")  # compared with the current preset unless changed
 
 
-def default_engine_factory(emit: Callable[[Event], None]) -> Any:
+def default_engine_factory(emit: Callable[[Event], None], threads: int | None = None) -> Any:
     """The real engine; imported here so `import gptterm.ui.app` stays light."""
     from gptterm.engine.engine import Engine
 
-    return Engine(emit, threads=config.load_settings()[0].threads)
+    return Engine(emit, threads=threads)
 
 
 @dataclass(frozen=True)
@@ -199,15 +200,17 @@ class GptTermApp(App[None]):
 
     def __init__(self, model: str | None = None, preset: str | None = None, *,
                  engine_factory: EngineFactory | None = None, store: Any = None,
-                 settings_path: Path | None = None) -> None:
+                 settings_path: Path | None = None, threads: int | None = None) -> None:
         super().__init__()
-        self.engine_factory = engine_factory or default_engine_factory
+        self.settings_path = settings_path
+        self.settings, self._problems = config.load_settings(settings_path)
+        # `--threads` wins over the config's `threads`; None lets the engine pick.
+        self.engine_factory = engine_factory or partial(
+            default_engine_factory, threads=threads or self.settings.threads)
         self.engine: Any = None
         self._pending: list[Command] = []  # commands sent before the engine is up
         self.store = store
         self._own_store = store is None
-        self.settings_path = settings_path
-        self.settings, self._problems = config.load_settings(settings_path)
         self.clock: Callable[[], float] = time.monotonic  # tests pin these two
         self.wall_clock: Callable[[], float] = time.time
         self.seed_source: Callable[[], int] = lambda: random.randrange(2**31)
@@ -859,6 +862,8 @@ class GptTermApp(App[None]):
 
 
 def make_app(model: str | None = None, preset: str | None = None, *,
-             engine_factory: EngineFactory | None = None, store: Any = None) -> GptTermApp:
+             engine_factory: EngineFactory | None = None, store: Any = None,
+             threads: int | None = None) -> GptTermApp:
     """Build the app (the CLI runs it; tests drive it with a fake engine and a temp store)."""
-    return GptTermApp(model, preset, engine_factory=engine_factory, store=store)
+    return GptTermApp(model, preset, engine_factory=engine_factory, store=store,
+                      threads=threads)
