@@ -165,7 +165,7 @@ class TurnRecorder:
 
     def start(self, prompt: str | None) -> Generate:
         """Store `prompt` (None: continue the session as it is) and build the Generate."""
-        turns = self.store.turns(self.session_id)
+        turns = self.store.context_turns(self.session_id)
         if prompt is not None:
             text_so_far = turns[-1].text if turns else ""
             self.separator = separator_for(text_so_far, prompt,

@@ -219,3 +219,16 @@ def test_delete_turn_for_regenerate(store):
     assert again.index == 1 and store.context_text(s.id) == "Once upon a hare"
     with pytest.raises(StoreError):
         store.delete_turn(t.id)
+
+
+def test_context_turns_carry_what_a_context_needs(tmp_path):
+    store = Store(tmp_path / "s.db")
+    s = store.create_session()
+    store.add_turn(s.id, "user", "Once", model="m", token_ids=[1, 2])
+    writer = store.begin_turn(s.id, model="m", preset={"name": "p"}, seed=3)
+    writer.append(" upon", [7])
+    writer.finish("complete", {"n_tokens": 1})
+    full, light = store.turns(s.id), store.context_turns(s.id)
+    assert [(t.role, t.text, t.model, t.token_ids) for t in light] == \
+        [(t.role, t.text, t.model, t.token_ids) for t in full]
+    store.close()

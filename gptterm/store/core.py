@@ -197,6 +197,15 @@ class Store:
                             (session_id,))
         return [turn_from_row(r) for r in rows]
 
+    def context_turns(self, session_id: str) -> list[Turn]:
+        """The turns with only what a model's context needs (role, text, model, token ids):
+        several times faster than `turns` on a long session, for every prompt sent."""
+        rows = self.db.read(
+            "SELECT id, session_id, idx, role, text, model, token_ids, status, NULL AS preset,"
+            " NULL AS seed, '[]' AS chunks, '{}' AS stats, 0 AS created"
+            " FROM turns WHERE session_id = ? ORDER BY idx", (session_id,))
+        return [turn_from_row(r) for r in rows]
+
     def get_turn(self, turn_id: int) -> Turn:
         rows = self.db.read("SELECT * FROM turns WHERE id = ?", (turn_id,))
         if not rows:
