@@ -78,9 +78,9 @@ def test_type_stream_cancel_quit_and_the_session_is_stored(tmp_path, long_model_
 
         wait_for(streamed, 30, "streamed text on screen")
         keys("Escape")
-        wait_for(lambda: "writing…" not in screen() and "cancelling" not in screen(), 20,
-                 "the cancel")
-        assert "⏹ cancelled" in screen()
+        # Wait for what must appear, not for what must go: a capture taken while the
+        # terminal is mid-frame on a busy machine can lack any line.
+        wait_for(lambda: "⏹ cancelled" in screen(), 30, "the cancelled mark")
         keys("C-q")
         wait_for(exit_file.is_file, 20, "gptterm to quit")
         assert exit_file.read_text().strip() == "0"

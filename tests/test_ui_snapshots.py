@@ -54,7 +54,7 @@ def test_main_screen_mid_stream(snap_compare, ui_env):
         await until(pilot, lambda: engine.active is not None)
         for word in [" that", " is", " the", " question", ",", " whether", " 'tis", " nobler"]:
             engine.stream(word)
-        await until(pilot, lambda: app.gen.text.endswith("nobler"))
+        await until(pilot, lambda: app.gen.reply.text.endswith("nobler"))
         await pilot.press(*"next [line]")
         await settle(pilot)
 
