@@ -217,9 +217,10 @@ class Reply:
     """One request's reply, folded from its events with `apply` (the only fold).
 
     `text` and `token_ids` are the reply so far: a delta with `replace` (beam search)
-    replaces them, any other delta appends. `tokens_per_second` is `decode_rate`:
-    while streaming on the arrival times given to `apply` (`now`), once done on the
-    engine's own times (`Done.ttft` and `Done.seconds`), so both count the same way.
+    replaces them, any other delta appends. `rate` is `decode_rate`: while streaming
+    on the arrival times given to `apply` (`now`; up to the moment asked about, so a
+    stalled stream slows down), once done on the engine's own times (`Done.ttft` and
+    `Done.seconds`), so both count the same way.
     """
 
     request_id: str
@@ -258,10 +259,13 @@ class Reply:
     def done(self) -> bool:
         return self.end is not None
 
+    def rate(self, now: float | None = None) -> float | None:
+        """Tokens per second (see the class docstring); `now` while streaming."""
+        if isinstance(self.end, Done):
+            return decode_rate(self.end.n_tokens, self.end.ttft, self.end.seconds)
+        return decode_rate(self.n_tokens, self.first_at,
+                           self.last_at if now is None else max(now, self.last_at or now))
+
     @property
     def tokens_per_second(self) -> float | None:
-        if isinstance(self.end, Done):
-            if self.end.n_tokens < 2:
-                return None
-            return decode_rate(self.end.n_tokens, self.end.ttft, self.end.seconds)
-        return decode_rate(self.n_tokens, self.first_at, self.last_at)
+        return self.rate()

@@ -133,14 +133,12 @@ class TurnRecorder:
         preset, seed, max_new_tokens, inspect_top_k: as in `Generate`.
         call: runs a store write (the TUI passes its store thread's `call`).
         wait: runs a store write and waits for it (used for the final write).
-        clock: the time source for chunk times.
     """
 
     def __init__(self, store: Store, session_id: str, model: str, preset: Preset, *,
                  seed: int | None = None, max_new_tokens: int | None = None,
                  inspect_top_k: int = 0,
-                 call: Callable[..., Any] | None = None, wait: Callable[..., Any] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 call: Callable[..., Any] | None = None, wait: Callable[..., Any] | None = None):
         self.store = store
         self.session_id = session_id
         self.model = model
@@ -150,7 +148,6 @@ class TurnRecorder:
         self.inspect_top_k = inspect_top_k
         self._call = call or (lambda fn, *a, **k: fn(*a, **k))
         self._wait = wait or self._call
-        self.clock = clock
         self.reply = Reply(new_request_id())
         self.user_turn: Turn | None = None
         self.separator = ""
@@ -180,14 +177,17 @@ class TurnRecorder:
                         context=context_segments(turns, self.model))
 
     def on_event(self, event: Event, now: float | None = None) -> bool:
-        """Fold and store one engine event; False when it is not this request's."""
-        now = self.clock() if now is None else now
+        """Fold and store one engine event; False when it is not this request's.
+
+        `now` is the arrival time the reply's live rate is measured on (the UI's clock);
+        a chunk's stored time is always seconds since the engine started the turn.
+        """
         if self.finished or not self.reply.apply(event, now):
             return False
         if isinstance(event, Started):
-            self._started(event, now)
+            self._started(event)
         elif isinstance(event, TextDelta) and self.writer is not None:
-            at = now - self._opened_at
+            at = time.monotonic() - self._opened_at
             if event.replace:
                 self._call(self.writer.replace_text, event.text, event.token_ids, at)
             else:
@@ -202,7 +202,7 @@ class TurnRecorder:
         if not self.finished:
             self._finish("cancelled")
 
-    def _started(self, event: Started, now: float) -> None:
+    def _started(self, event: Started) -> None:
         for index, ids in event.tokenized:
             if index == self._user_index and self.user_turn is not None:
                 self._call(self.store.set_turn_tokens, self.user_turn.id, ids)
@@ -211,7 +211,7 @@ class TurnRecorder:
         seed = self.seed if self.seed is not None else self.preset.seed
         self.writer = self.store.begin_turn(self.session_id, model=self.model, preset=preset,
                                             seed=seed)
-        self._opened_at = now
+        self._opened_at = time.monotonic()
         self._call(self.writer.set_stats, prompt_tokens=event.prompt_tokens,
                    reused_tokens=event.reused_tokens, window_start=event.window_start,
                    dropped_tokens=event.dropped_tokens, max_new_tokens=event.max_new_tokens,

@@ -533,7 +533,7 @@ class GptTermApp(App[None]):
         recorder = TurnRecorder(self.store, session_id, self.loading_model or self.model_name,
                                 preset, seed=seed,
                                 inspect_top_k=INSPECT_TOP_K if self.inspecting else 0,
-                                call=self.feeder.call, wait=self.feeder.wait, clock=self.clock)
+                                call=self.feeder.call, wait=self.feeder.wait)
         command = recorder.start(prompt)
         self.gen = Generation(recorder, session_id, preset.name, self.clock(),
                               inspect=self.inspecting)
@@ -557,8 +557,9 @@ class GptTermApp(App[None]):
             self.inspector.flush()
         if gen.view is not None:
             gen.view.set_text(gen.reply.text)
-        if gen.session_id == self.session_id and gen.reply.tokens_per_second is not None:
-            self.status.set(tok_s=gen.reply.tokens_per_second)
+        rate = gen.reply.rate(self.clock())
+        if gen.session_id == self.session_id and rate is not None:
+            self.status.set(tok_s=rate)
 
     def _finish(self, status: str, note: str = "", ui: bool = True) -> None:
         """End the current generation on screen (the recorder has stored it)."""
@@ -581,7 +582,9 @@ class GptTermApp(App[None]):
             if event is None:
                 gen.recorder.stop()
                 return True
-            return gen.recorder.on_event(event, self.clock())
+            # Only a delta's arrival time counts (for the live rate and the TTFT).
+            return gen.recorder.on_event(
+                event, self.clock() if isinstance(event, TextDelta) else None)
         except Exception as exc:  # noqa: BLE001 - a store failure must not kill the UI
             self.notify(f"Could not save the reply: {exc}", severity="error")
             return True
