@@ -20,10 +20,12 @@ kept CPU pressure near 100%, so "idle" means no extra load of ours), threads 1 /
     30-step `gptterm train` (4.8M params, batch 4 x 128), loop seconds:
                                      6 / 115               12 / 144
 
-Two threads never won there, at any size up to 124M, so the crossover this rule assumes
-for idle machines with more cores (`PARAMS_PER_THREAD`) could not be measured on it. The
-loss from one thread too few is bounded (at most the parallel speed-up) while one thread
-too many cost 3-30x. Hence:
+On that shared machine two threads never won. On a quiet one they do for larger models:
+the 124M shape decodes at 27.9 ms/token with 2 threads against 46.0 with 1 (1.65x), but
+beside one busy process 2 threads take 497 ms/token against 44.9 (11x slower). The loss
+from one thread too few is bounded (at most the parallel speed-up) while one thread too
+many cost 3-30x; `--threads 2` takes the idle speed-up on purpose. The crossover for
+machines with more cores (`PARAMS_PER_THREAD`) is an estimate, not a measurement. Hence:
 
 * `requested` (``--threads N`` or the config's ``threads``) wins;
 * otherwise one core stays free for the UI and whatever else runs, so a 2-core machine
