@@ -26,13 +26,13 @@ a typo is never "repaired" into the defaults. Stdlib + tomlkit only (no textual,
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gptterm import paths
+from gptterm.safefile import replace_file
 from gptterm.tomlfiles import one_line, show_value
 
 CONFIG_NAME = "config.toml"
@@ -217,11 +217,7 @@ def _edited(text: str, settings: Settings, path: Path) -> str:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    """Replace the file at `path` (through a symlink) so a crash never leaves half a file."""
+    """Replace `config.toml` (through a symlink) so a crash never leaves half a file."""
     target = path.resolve() if path.is_symlink() else path
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8", newline="")
-    if target.exists():
-        os.chmod(tmp, target.stat().st_mode & 0o777)
-    os.replace(tmp, target)
+    replace_file(target, text)
