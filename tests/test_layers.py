@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-CORE = ["protocol", "presets", "catalog", "paths", "config", "store", "replay", "recorder", "textsafe", "cli_types", "safefile", "errors",
-        "cli", "engine.engine", "engine.client",
+CORE = ["protocol", "presets", "catalog", "paths", "config", "store", "replay", "recorder",
+        "textsafe", "cli_types", "safefile", "errors", "cli", "engine.engine", "engine.client",
         "commands.generate", "commands.models", "commands.sessions", "commands.replay",
         "commands.presets", "commands.tui"]
 
