@@ -130,8 +130,8 @@ def _read_keys(value: Any, settings: Settings, bad: list[str], where: Path) -> N
 
 def _parse(path: Path) -> tuple[str | None, dict[str, Any], list[str]]:
     """(text or None when missing, parsed data, blocking problems) of the file at `path`."""
-    try:
-        text = path.read_text(encoding="utf-8")
+    try:  # bytes as they are: no newline translation, so a stray CR is a TOML error
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         return None, {}, []
     except (OSError, UnicodeDecodeError, ValueError) as exc:

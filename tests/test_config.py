@@ -144,3 +144,20 @@ def test_config_through_a_symlink_stays_a_symlink(tmp_path):
     settings.sidebar = False
     save_settings(settings)
     assert link.is_symlink() and real.read_text() == "# mine\nsidebar = false\n"
+
+
+def test_config_is_read_as_its_bytes(tmp_path):
+    """A lone CR is not TOML (the file is not rewritten); CRLF line ends stay as they are."""
+    path = tmp_path / "config.toml"
+    path.write_bytes(b"\r")
+    settings, problems = config.load_settings(path)
+    assert len(problems) == 1 and "not valid TOML" in problems[0]
+    settings.model = "gpt2"
+    with pytest.raises(config.SettingsNotSaved):
+        config.save_settings(settings, path)
+    assert path.read_bytes() == b"\r"
+    path.write_bytes(b'model = "x"\r\n# mine\r\n')
+    settings, problems = config.load_settings(path)
+    settings.model = "gpt2"
+    config.save_settings(settings, path)
+    assert problems == [] and path.read_bytes() == b'model = "gpt2"\r\n# mine\r\n'
