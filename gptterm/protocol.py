@@ -63,7 +63,7 @@ class Generate:
 
     def text(self) -> str:
         """The whole context as text."""
-        return "".join(segment.text for segment in self.segments())
+        return context_text(self.segments())
 
 
 @dataclass(frozen=True)
@@ -194,6 +194,11 @@ class Failed:
 
 
 Event = Union[ModelLoading, ModelLoaded, ModelFailed, Started, TextDelta, Done, Failed]
+
+
+def context_text(segments: tuple[Segment, ...]) -> str:
+    """A context's text: its segments joined as they are (the separator is in them)."""
+    return "".join(segment.text for segment in segments)
 
 
 def new_request_id() -> str:

@@ -87,6 +87,12 @@ def separator_for(text_so_far: str, prompt: str, separator: str) -> str:
     return separator
 
 
+def joined_prompt(turns: Sequence[Turn], prompt: str, preset: Preset, model: str) -> str:
+    """`prompt` as it is stored and sent after `turns`: with its separator in front."""
+    text_so_far = turns[-1].text if turns else ""
+    return separator_for(text_so_far, prompt, turn_separator(preset, model)) + prompt
+
+
 def ids_usable(turn: Turn, model: str) -> bool:
     """Whether a stored turn's token ids are the loaded model's view of its text."""
     return turn.model == model and (bool(turn.token_ids) or not turn.text)
@@ -164,11 +170,10 @@ class TurnRecorder:
         """Store `prompt` (None: continue the session as it is) and build the Generate."""
         turns = self.store.context_turns(self.session_id)
         if prompt is not None:
-            text_so_far = turns[-1].text if turns else ""
-            self.separator = separator_for(text_so_far, prompt,
-                                           turn_separator(self.preset, self.model))
-            self.user_turn = self.store.add_turn(self.session_id, "user",
-                                                 self.separator + prompt, model=self.model)
+            text = joined_prompt(turns, prompt, self.preset, self.model)
+            self.separator = text[: len(text) - len(prompt)]
+            self.user_turn = self.store.add_turn(self.session_id, "user", text,
+                                                 model=self.model)
             turns.append(self.user_turn)
             self._user_index = len(turns) - 1
         return Generate(self.request_id, self.session_id, preset=self.preset,

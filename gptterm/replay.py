@@ -289,9 +289,8 @@ class EngineRunner:
 
     def __call__(self, turn: Turn, before: Sequence[Turn]) -> list[int]:
         from gptterm import presets
-        from gptterm.protocol import Generate, Reply, Started, new_request_id
+        from gptterm.protocol import Failed, Generate, Reply, Started, new_request_id
         from gptterm.recorder import context_segments
-        from gptterm.protocol import Failed
 
         values = {k: v for k, v in (turn.preset or {}).items() if k in presets.FIELD_NAMES}
         try:

@@ -48,7 +48,7 @@ def context_ids(tokenizer: Any, segments: Sequence[Segment], vocab_size: int,
     made: list[tuple[int, tuple[int, ...]]] = []
     for index, segment in enumerate(segments):
         ids = segment.token_ids
-        if ids is None or any(not 0 <= i < vocab_size for i in ids):
+        if ids is None or (ids and (min(ids) < 0 or max(ids) >= vocab_size)):
             ids = tuple(encode_segment(tokenizer, segment.text, first=not full))
             made.append((index, ids))
         full.extend(ids)

@@ -57,7 +57,7 @@ from gptterm.protocol import (
     TextDelta,
 )
 from gptterm.recorder import (
-    TurnRecorder, context_segments, separator_for, status_for, turn_separator, window_notices,
+    TurnRecorder, context_segments, joined_prompt, status_for, window_notices,
 )
 from gptterm.ui.commands import PROVIDERS
 from gptterm.ui.feeder import StoreFeeder
@@ -658,10 +658,8 @@ class GptTermApp(App[None]):
 
     def _done(self, event: Done) -> None:
         gen = self.gen
-        started = gen.reply.started
-        context = event.context_tokens or (started.prompt_tokens if started else 0) + \
-            event.n_tokens
-        self.status.set(tok_s=gen.reply.tokens_per_second, ttft=event.ttft, context=context,
+        self.status.set(tok_s=gen.reply.tokens_per_second, ttft=event.ttft,
+                        context=event.context_tokens,
                         out_of_window=event.window_start)
         self._finish(status_for(event))
 
@@ -734,9 +732,8 @@ class GptTermApp(App[None]):
             self.session_id is not None and self.store is not None) else []
         model = self.loading_model or self.model_name or ""
         if typed.strip():
-            joint = separator_for(turns[-1].text if turns else "", typed,
-                                  turn_separator(self.preset, model))
-            return (*context_segments(turns, model), Segment(joint + typed))
+            return (*context_segments(turns, model),
+                    Segment(joined_prompt(turns, typed, self.preset, model)))
         last_user = max((i for i, t in enumerate(turns) if t.role == "user"), default=None)
         if last_user is None:
             return None

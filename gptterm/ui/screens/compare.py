@@ -21,7 +21,8 @@ from textual.widgets import Label, Static
 
 from gptterm.presets import Preset
 from gptterm.protocol import (
-    Cancel, Done, DropSession, Event, Failed, Generate, Reply, Segment, TextDelta, new_request_id,
+    Cancel, Done, DropSession, Event, Failed, Generate, Reply, Segment, TextDelta, context_text,
+    new_request_id,
 )
 from gptterm.ui.widgets.transcript import FRAME_S
 
@@ -64,7 +65,7 @@ class CompareScreen(ModalScreen[None]):
                  max_new_tokens: int, session: str | None) -> None:
         super().__init__(classes="compare")
         self.context = tuple(context)
-        self.prompt = "".join(segment.text for segment in self.context)
+        self.prompt = context_text(self.context)
         self.seed = seed
         self.max_new_tokens = max_new_tokens
         self.runs = [Run(p, f"compare:{session or 'new'}:{p.name}") for p in presets]
