@@ -284,3 +284,6 @@ def load_presets() -> tuple[dict[str, Preset], list[str]]:
 
 
 DEFAULT_PRESET = "creative"
+
+# The fields a stored session may override on top of its preset (store and UI share them).
+SESSION_KEYS = ("max_new_tokens", "temperature", "top_k", "top_p", "seed")

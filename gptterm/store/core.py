@@ -35,6 +35,7 @@ from gptterm.store.records import (
     Session,
     StoreError,
     Turn,
+    check_sampling,
     is_seed,
     is_text,
     looks_like_id,
@@ -183,6 +184,32 @@ class Store:
             if cur.rowcount == 0:
                 raise StoreError(f"no session with id {session_id!r}")
 
+    def remember_choice(self, session_id: str, *, model: str | None = None,
+                        preset: str | None = None) -> None:
+        """Record the model and/or preset name the session now runs on (None: unchanged).
+
+        Leaves `updated` alone: choosing is not writing, so the session list keeps its order.
+        """
+        changes = {k: v for k, v in (("model", model), ("preset", preset)) if v is not None}
+        for key, value in changes.items():
+            if not is_text(value):
+                raise StoreError(f"session {key}: expected text (valid Unicode)")
+        with self.db.write() as conn:
+            if conn.execute("SELECT 1 FROM sessions WHERE id = ?",
+                            (session_id,)).fetchone() is None:
+                raise StoreError(f"no session with id {session_id!r}")
+            for key, value in changes.items():  # keys from the fixed pair above
+                conn.execute(f"UPDATE sessions SET {key} = ? WHERE id = ?", (value, session_id))
+
+    def set_session_sampling(self, session_id: str, sampling: dict) -> None:
+        """Replace the session's sampling overrides (keys from presets.SESSION_KEYS, values
+        by the preset rules; see records.check_sampling). Leaves `updated` alone."""
+        checked = check_sampling(sampling)
+        cur = self.db.execute_write("UPDATE sessions SET sampling = ? WHERE id = ?",
+                                    (json.dumps(checked), session_id))
+        if cur == 0:
+            raise StoreError(f"no session with id {session_id!r}")
+
     def delete_session(self, session_id: str) -> None:
         with self.db.write() as conn:
             conn.execute("DELETE FROM turns WHERE session_id = ?", (session_id,))
@@ -205,6 +232,23 @@ class Store:
             " NULL AS seed, '[]' AS chunks, '{}' AS stats, 0 AS created"
             " FROM turns WHERE session_id = ? ORDER BY idx", (session_id,))
         return [turn_from_row(r) for r in rows]
+
+    def user_prompts(self, session_id: str | None, limit: int = 200) -> list[str]:
+        """What the user typed, oldest first: the newest `limit` prompts of the session, or
+        (None) of all sessions.
+
+        A stored user turn begins with the separator that joined it to the text before
+        (usually a newline, see recorder.separator_for): leading newlines are stripped,
+        and turns left empty are skipped.
+        """
+        typed = "role = 'user' AND typeof(text) = 'text' AND ltrim(text, char(10)) != ''"
+        if session_id is None:
+            rows = self.db.read(f"SELECT text FROM turns WHERE {typed}"
+                                " ORDER BY created DESC, id DESC LIMIT ?", (limit,))
+        else:
+            rows = self.db.read(f"SELECT text FROM turns WHERE {typed} AND session_id = ?"
+                                " ORDER BY idx DESC LIMIT ?", (session_id, limit))
+        return [r["text"].lstrip("\n") for r in reversed(rows)]
 
     def get_turn(self, turn_id: int) -> Turn:
         rows = self.db.read("SELECT * FROM turns WHERE id = ?", (turn_id,))
@@ -323,8 +367,10 @@ class Store:
                     "SELECT 1 FROM sessions WHERE name = ?", (session.name,)).fetchone()):
                 session.name = None
             conn.execute(
-                "INSERT INTO sessions(id, title, name, created, updated) VALUES (?, ?, ?, ?, ?)",
-                (session.id, session.title, session.name, session.created, session.updated))
+                "INSERT INTO sessions(id, title, name, created, updated, model, preset, sampling)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (session.id, session.title, session.name, session.created, session.updated,
+                 session.model, session.preset, json.dumps(session.sampling)))
             for t in turns:
                 t.session_id = session.id
                 _insert_turn_row(conn, t, None)

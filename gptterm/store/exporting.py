@@ -1,14 +1,18 @@
 """Session export and import: JSON that round-trips, Markdown for people.
 
 JSON layout (`format` "gptterm-session", `version` 1):
-`{"format", "version", "session": {id, title, name, created, updated},
+`{"format", "version", "session": {id, title, name, created, updated, model, preset,
+sampling},
 "turns": [{index, role, text, model, preset, seed, token_ids, chunks, status, stats,
-created}, ...]}`. Database row ids are not exported; everything else is.
+created}, ...]}`. Database row ids are not exported; everything else is. The session's
+model, preset (a name) and sampling (overrides) came later: a file without them imports
+as a session that has not chosen yet (None, None, {}).
 
 Import (`parse_json`) checks every field, with ranges: times between 2000 and 2100,
 seeds 0 <= seed < 2**63, token ids 0 <= id < 2**31, chunk times finite, never
 decreasing, with gaps of at most 60 s, presets and stats flat objects of JSON scalars
-with finite numbers, text without lone surrogates. The first bad field is one
+with finite numbers, text without lone surrogates, sampling overrides by the preset
+rules (`records.check_sampling`). The first bad field is one
 `StoreError` line naming it and what is allowed.
 
 Imported titles, names, ids, model and preset names and turn text may hold control
@@ -27,6 +31,7 @@ from gptterm.store.records import (
     Session,
     StoreError,
     Turn,
+    check_sampling,
     chunks_problem,
     is_flat_object,
     is_number,
@@ -50,7 +55,9 @@ def to_json(session: Session, turns: list[Turn]) -> dict:
         "format": FORMAT,
         "version": VERSION,
         "session": {"id": session.id, "title": session.title, "name": session.name,
-                    "created": session.created, "updated": session.updated},
+                    "created": session.created, "updated": session.updated,
+                    "model": session.model, "preset": session.preset,
+                    "sampling": session.sampling},
         "turns": [{f: getattr(t, f) for f in _TURN_FIELDS} for t in turns],
     }
 
@@ -87,8 +94,12 @@ def _parse_session(s: Any, need: _Check) -> Session:
     now = time.time()
     for key in ("created", "updated"):
         need(is_time(s.get(key, now)), f"session.{key}", _TIME)
+    for key in ("model", "preset"):
+        need(s.get(key) is None or is_text(s[key]), f"session.{key}", "a string or null")
+    sampling = check_sampling(s.get("sampling", {}), f"{need.where}: session.sampling")
     return Session(s["id"], s.get("title", ""), s.get("name"), float(s.get("created", now)),
-                   float(s.get("updated", now)))
+                   float(s.get("updated", now)), model=s.get("model"), preset=s.get("preset"),
+                   sampling=sampling)
 
 
 def _parse_turn(t: Any, i: int, session_id: str, need: _Check) -> Turn:
@@ -186,3 +197,13 @@ def to_markdown(session: Session, turns: list[Turn]) -> str:
         text = inert(turn.text).strip("\n")
         lines += [text if text else "_(empty)_", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def story(turns: list[Turn]) -> str:
+    """The session's whole text as the model saw it, with no headers.
+
+    The turns' texts joined exactly as stored: each turn already begins with the
+    separator that joined it to the text before (recorder.separator_for), so nothing is
+    added. The same join as `protocol.context_text` and `Store.context_text`.
+    """
+    return "".join(turn.text for turn in turns)

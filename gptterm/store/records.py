@@ -24,6 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gptterm.presets import SESSION_KEYS, Preset, PresetError, from_mapping
+from gptterm.tomlfiles import show_value
+
 ROLES = ("user", "model")
 # "interrupted": the turn was still streaming when its writer process died.
 STATUSES = ("complete", "partial", "cancelled", "failed", "interrupted")
@@ -52,6 +55,10 @@ class Session:
     name: str | None
     created: float
     updated: float
+    # What the session was last run with, so it reopens as it was left (None: not yet).
+    model: str | None = None
+    preset: str | None = None  # a preset name
+    sampling: dict = field(default_factory=dict)  # overrides of SESSION_KEYS fields
 
     @property
     def label(self) -> str:
@@ -171,14 +178,45 @@ def chunks_problem(chunks: Any, *, timing: bool = True) -> str:
     return ""
 
 
+def check_sampling(sampling: Any, where: str = "session sampling") -> dict:
+    """A session's sampling overrides, checked by the preset rules; returns them as the
+    preset stores them (ints for float fields become floats).
+
+    Only SESSION_KEYS may be set; a value out of its preset range is one StoreError
+    line naming the key and what was expected.
+    """
+    if not isinstance(sampling, dict):
+        raise StoreError(f"{where}: expected an object of {', '.join(SESSION_KEYS)}")
+    for key in sampling:
+        if key not in SESSION_KEYS:
+            raise StoreError(f"{where}: unknown key {show_value(key)}: "
+                             f"expected one of {', '.join(SESSION_KEYS)}")
+    try:
+        preset = from_mapping({**Preset().values(), **sampling}, where=where)
+    except PresetError as exc:
+        raise StoreError(str(exc)) from None
+    return {key: getattr(preset, key) for key in sampling}
+
+
 # ------------------------------------------------------------------ rows -> records
 
 
 def session_from_row(row: sqlite3.Row | Mapping[str, Any]) -> Session:
-    """A session from its row; bad stored values become placeholders."""
+    """A session from its row; bad stored values become placeholders.
+
+    model, preset and sampling may be absent from `row` (a search hit carries only
+    what it shows): they are then None, None and {}.
+    """
+    keys = row.keys()
+    model, preset, sampling = (row[k] if k in keys else None
+                               for k in ("model", "preset", "sampling"))
+    sampling = _json(sampling, {})
     return Session(_str(row["id"]), _str(row["title"]),
                    row["name"] if isinstance(row["name"], str) else None,
-                   _float(row["created"]), _float(row["updated"]))
+                   _float(row["created"]), _float(row["updated"]),
+                   model=model if is_text(model) else None,
+                   preset=preset if is_text(preset) else None,
+                   sampling=sampling if is_flat_object(sampling, lists=False) else {})
 
 
 def turn_from_row(row: sqlite3.Row | Mapping[str, Any]) -> Turn:

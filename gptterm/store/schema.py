@@ -81,7 +81,26 @@ ALTER TABLE turns ADD COLUMN writer TEXT;
 CREATE INDEX turns_partial ON turns(status) WHERE status = 'partial';
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
+# Version 5: a session remembers its model, preset name and sampling overrides (a JSON
+# object), so it reopens as it was left. Older sessions take the model and preset name
+# of their last model turn that names one; a damaged stored preset is skipped (json_valid
+# first: json_extract raises on bad JSON, which would stop the migration).
+_V5 = """
+ALTER TABLE sessions ADD COLUMN model TEXT;
+ALTER TABLE sessions ADD COLUMN preset TEXT;
+ALTER TABLE sessions ADD COLUMN sampling TEXT NOT NULL DEFAULT '{}';
+UPDATE sessions SET
+    model = (SELECT t.model FROM turns t WHERE t.session_id = sessions.id
+             AND t.role = 'model' AND typeof(t.model) = 'text'
+             ORDER BY t.idx DESC LIMIT 1),
+    preset = (SELECT json_extract(t.preset, '$.name') FROM turns t
+              WHERE t.session_id = sessions.id AND t.role = 'model'
+              AND CASE WHEN typeof(t.preset) = 'text' AND json_valid(t.preset)
+                       THEN json_type(t.preset, '$.name') = 'text' ELSE 0 END
+              ORDER BY t.idx DESC LIMIT 1);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
