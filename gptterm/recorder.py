@@ -19,6 +19,9 @@ of rules decides what a turn is and when it is written:
 - With the model turn go what is needed to redo it exactly (`replay --verify`):
   window start, tokens reused, effective max_new_tokens, separator, a hash of the
   window's ids, and the seed.
+- Each request records the model and preset name on the session (`remember_choice`),
+  so the session reopens on them; `session_preset` rebuilds its preset, with the
+  session's sampling overrides, for the CLI and the TUI alike.
 
 Stdlib only.
 """
@@ -26,14 +29,14 @@ Stdlib only.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gptterm import catalog
-from gptterm.presets import Preset
+from gptterm.presets import SESSION_KEYS, Preset, PresetError
 from gptterm.protocol import Done, Event, Failed, Generate, Reply, Segment, Started, TextDelta
 from gptterm.protocol import new_request_id
-from gptterm.store import Store, StoreError, Turn, TurnWriter
+from gptterm.store import Session, Store, StoreError, Turn, TurnWriter
 from gptterm.textsafe import inert
 
 DEFAULT_SEPARATOR = "\n"
@@ -117,6 +120,28 @@ def window_notices(started: Started, model: str) -> list[str]:
     return notes
 
 
+def session_preset(presets: Mapping[str, Preset], session: Session, fallback: str) -> Preset:
+    """The preset `session` runs on: its preset by name (else `fallback`, else neutral
+    values named `fallback`) with the session's sampling overrides applied."""
+    base = presets.get(session.preset or "") or presets.get(fallback) or Preset(name=fallback)
+    return with_sampling(base, session.sampling)
+
+
+def with_sampling(preset: Preset, sampling: Mapping[str, Any]) -> Preset:
+    """`preset` with a session's sampling overrides (SESSION_KEYS fields).
+
+    Each is applied on its own: one that is unknown or invalid with this preset (a
+    temperature of 0 on a sampling preset) is dropped, the others still apply.
+    """
+    for key, value in sampling.items():
+        if key in SESSION_KEYS:
+            try:
+                preset = preset.replace(**{key: value})
+            except PresetError:
+                continue
+    return preset
+
+
 def open_session(store: Store, ref: str) -> str:
     """The id of the session named or numbered `ref`, created (named `ref`) if missing."""
     try:
@@ -167,7 +192,11 @@ class TurnRecorder:
         return self.reply.request_id
 
     def start(self, prompt: str | None) -> Generate:
-        """Store `prompt` (None: continue the session as it is) and build the Generate."""
+        """Store `prompt` (None: continue the session as it is) and build the Generate.
+
+        Also records the model and preset name on the session (see `remember_choice`).
+        """
+        self.store.remember_choice(self.session_id, model=self.model, preset=self.preset.name)
         turns = self.store.context_turns(self.session_id)
         if prompt is not None:
             text = joined_prompt(turns, prompt, self.preset, self.model)

@@ -170,3 +170,49 @@ def test_export_carries_the_choices_and_old_exports_still_import(tmp_path):
             store.import_json(broken, where="f.json")
         assert str(info.value).startswith("f.json: ") and message in str(info.value)
     store.close()
+
+
+# ---------------------------------------------------------------- the recorder
+
+
+def test_a_recorded_request_remembers_its_model_and_preset(tmp_path):
+    from gptterm.presets import Preset
+    from gptterm.recorder import TurnRecorder, open_session
+
+    store = Store(tmp_path / "s.db")
+    sid = open_session(store, "tale")
+    other = store.create_session(name="other")
+    store.add_turn(other.id, "user", "newest")  # the list order must not move
+    order = [s.id for s in store.list_sessions()]
+    TurnRecorder(store, sid, "tiny", Preset(name="warm")).start(None)  # nothing stored...
+    s = store.get_session(sid)
+    assert (s.model, s.preset) == ("tiny", "warm")  # ...but the choice is
+    assert [x.id for x in store.list_sessions()] == order
+    TurnRecorder(store, sid, "/models/mine", Preset(name="greedy")).start("Hi")
+    s = store.get_session(sid)
+    assert (s.model, s.preset) == ("/models/mine", "greedy")
+    store.close()
+
+
+def test_session_preset_applies_the_overrides_and_drops_bad_ones():
+    from gptterm.presets import Preset
+    from gptterm.recorder import session_preset
+    from gptterm.store import Session
+
+    presets = {"creative": Preset(name="creative", method="sample", temperature=0.9),
+               "greedy": Preset(name="greedy")}
+
+    def session(preset, sampling):
+        return Session("abcd0001", "", None, 1.0, 1.0, model=None, preset=preset,
+                       sampling=sampling)
+
+    p = session_preset(presets, session("greedy", {"max_new_tokens": 12, "seed": 3}), "creative")
+    assert (p.name, p.method, p.max_new_tokens, p.seed) == ("greedy", "greedy", 12, 3)
+    # A preset that is gone: the fallback; one that is not there either: neutral values.
+    p = session_preset(presets, session("deleted", {}), "creative")
+    assert p == presets["creative"]
+    assert session_preset({}, session(None, {}), "creative") == Preset(name="creative")
+    # Bad overrides are dropped one by one; the good ones stay.
+    p = session_preset(presets, session("creative", {
+        "temperature": 0, "top_p": 7, "top_k": 40, "method": "beam", "seed": "x"}), "greedy")
+    assert (p.temperature, p.top_p, p.top_k, p.method, p.seed) == (0.9, 1.0, 40, "sample", None)
