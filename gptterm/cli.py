@@ -19,9 +19,26 @@ class UsageError(Exception):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
+DESCRIPTION = """\
+Write with GPT-2-family language models in the terminal.
+
+Plain `gptterm` opens the terminal app (the same as `gptterm tui`), and takes its
+options: `gptterm --model NAME|DIR` (a catalog name or a model folder),
+`--preset NAME`, `--threads N`. The commands below work without the app."""
+
+EPILOG = """\
+examples:
+  gptterm                             open the app on the last used model
+  gptterm --model ./my-model          open the app on a model folder
+  gptterm generate "Once upon a time" print a continuation
+  gptterm models                      list models and their context windows
+  gptterm COMMAND --help              one command's options"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="gptterm", description="Write with GPT-2-family language models in the terminal."
+        prog="gptterm", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:

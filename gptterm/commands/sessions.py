@@ -1,7 +1,7 @@
 """`gptterm sessions list|show|search|export|import|rename|delete`: the stored sessions.
 
 Also the output rules every command that prints stored sessions shares (`guarded`,
-`say`, `label`, `json_line`):
+`say`, `label`, `json_line`, `columns`):
 
 - Stored strings (titles, names, ids, model and preset names, turn text) may come
   from an imported file and hold terminal control sequences. Import keeps them as
@@ -12,6 +12,8 @@ Also the output rules every command that prints stored sessions shares (`guarded
   `gptterm: ...`, exit code 2. A closed pipe (`| head`) ends the command quietly with
   exit code 141, as a program stopped by SIGPIPE; any other stdout failure
   (`> /dev/full`) is one line, exit code 2.
+- Tables are measured in terminal cells, not characters: a Korean or Chinese
+  character takes two, so the columns after a CJK title still line up.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from gptterm.safefile import replace_file
 from gptterm.textsafe import inert
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `cmd | head`
+SEARCH_TITLE_CELLS = 30  # a longer title is cut, so the hits stay one line each
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,10 +56,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--json", action="store_true", help="one JSON object per hit per line")
     q.set_defaults(func=run_search)
 
-    q = ss.add_parser("export", help="write a session as Markdown or JSON")
+    q = ss.add_parser("export", help="write a session as Markdown, JSON or plain text")
     q.add_argument("session", metavar="ID", help=ref_help)
-    q.add_argument("--format", choices=["md", "json"], default="md",
-                   help="md for people (default), json to import again")
+    q.add_argument("--format", choices=["md", "json", "story"], default="md",
+                   help="md for people (default), json to import again, story: the whole "
+                   "text as the model saw it, no headers")
     q.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     q.set_defaults(func=run_export)
 
@@ -126,6 +130,23 @@ def say(text: str = "") -> None:
 _JSON_RAW = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
+def cut(text: str, width: int) -> str:
+    """`text` cut with an ellipsis to at most `width` terminal cells (CJK takes two)."""
+    from rich.cells import cell_len, set_cell_size
+
+    return text if cell_len(text) <= width else set_cell_size(text, width - 1) + "…"
+
+
+def columns(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows as lines whose columns line up: each column but the last is padded to its
+    widest cell, counted in terminal cells (a CJK character is two, not one)."""
+    from rich.cells import cell_len
+
+    widths = [max(cell_len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join([*(c + " " * (w - cell_len(c)) for c, w in zip(r, widths)), r[-1]])
+            for r in rows]
+
+
 def json_line(obj: Any, *, indent: int | None = None) -> str:
     """JSON (readable Unicode) with every control, bidi or surrogate character escaped."""
     text = json.dumps(obj, ensure_ascii=False, indent=indent)
@@ -179,9 +200,8 @@ def run_list(args: argparse.Namespace) -> int:
     rows = [("ID", "NAME", "TURNS", "UPDATED", "TITLE")]
     rows += [(label(s.id), label(s.name or "-"), str(counts.get(s.id, 0)), when(s.updated),
               label(s.title or "-")) for s in sessions]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4])
+    for line in columns(rows):
+        print(line)
     return 0
 
 
@@ -216,9 +236,10 @@ def run_search(args: argparse.Namespace) -> int:
     if not hits:
         print(f"no turns match {label(' '.join(args.words))!r}")
         return 1
-    for session, turn, snip in hits:
-        print(f"{label(session.id)}  {label(session.label)[:30]:<30}  turn {turn.index} "
-              f"({turn.role}): {label(snip)}")
+    rows = [(label(session.id), cut(label(session.label), SEARCH_TITLE_CELLS),
+             f"turn {turn.index} ({turn.role}):", label(snip)) for session, turn, snip in hits]
+    for line in columns(rows):
+        print(line)
     return 0
 
 
@@ -228,10 +249,16 @@ def run_export(args: argparse.Namespace) -> int:
         session = find(store, args.session)
         if args.format == "json":
             text = json_line(store.export_json(session.id), indent=1) + "\n"
+        elif args.format == "story":
+            from gptterm.store.exporting import story
+
+            text = story(store.turns(session.id))
         else:
             text = store.export_markdown(session.id)
     if not args.output:
-        sys.stdout.write(text)
+        # A story is the text exactly as stored; on a terminal its controls are shown inert.
+        tty = args.format == "story" and sys.stdout.isatty()
+        sys.stdout.write(inert(text) if tty else text)
         return 0
     try:
         replace_file(Path(args.output), text)

@@ -1,5 +1,10 @@
-"""The training loop: AdamW with warmup + cosine decay, autocast, progress, per-epoch
-validation perplexity and a sample, checkpoints, and a clean stop on Ctrl+C.
+"""The training loop: AdamW with warmup + cosine decay, autocast, progress, validation
+perplexity and a sample every few epochs, checkpoints, and a clean stop on Ctrl+C.
+
+A report (validation loss and a sample) comes at the end of an epoch, but at most
+`MAX_REPORTS` times a run plus once at its last step: a small corpus makes epochs of a
+step or two, and a report each would bury the progress. A checkpoint is still saved
+at the end of every epoch.
 
 The first Ctrl+C asks the loop to stop after the current step and save a checkpoint;
 a second one aborts at once.
@@ -16,8 +21,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from gptterm.textsafe import inert
 from gptterm.training import evaluate, outdir
 from gptterm.training.progress import Progress
+
+MAX_REPORTS = 5  # validation reports (with a sample) per run, besides the last step's
 
 
 class Interrupted(Exception):
@@ -59,6 +67,29 @@ def pick_precision(requested: str, device: str):
     return torch.bfloat16 if cpu_supports_bf16() else None
 
 
+def report_every(total_steps: int, steps_per_epoch: int, max_reports: int = MAX_REPORTS) -> int:
+    """Steps between reports: whole epochs, as few as keep the count to `max_reports`."""
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    return steps_per_epoch * max(1, math.ceil(epochs / max_reports))
+
+
+def sample_text(tokenizer, ids) -> str:
+    """Token ids as text of whole characters, special tokens left out.
+
+    A sample ends wherever `max_new_tokens` does, often inside a character that
+    byte-level BPE split over several tokens, and an undertrained model puts byte
+    tokens together that are no UTF-8 at all. The incomplete last character is
+    dropped (the decoder is never flushed) and invalid bytes are left out, so a
+    sample never fills with U+FFFD.
+    """
+    from gptterm.engine.detokenize import IncrementalDecoder
+
+    special = set(tokenizer.all_special_ids)
+    decoder = IncrementalDecoder(tokenizer)
+    text = "".join(decoder.push([i]) for i in map(int, ids) if i not in special)
+    return text.replace("\ufffd", "")
+
+
 class Trainer:
     """Runs steps `state['step']` .. `total_steps` over `blocks`, validating on `val_rows`."""
 
@@ -74,6 +105,7 @@ class Trainer:
         self.save_every, self.on_step, self.echo = save_every, on_step, echo
         self.stream = stream or sys.stderr
         self.warmup = max(1, min(200, total_steps // 20))
+        self.report_every = report_every(total_steps, blocks.steps_per_epoch)
         self._stop = False
 
     # -- control -------------------------------------------------------------------------
@@ -131,7 +163,7 @@ class Trainer:
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
         self.model.train()
-        return self.tokenizer.decode(out[0], skip_special_tokens=True)
+        return sample_text(self.tokenizer, out[0].tolist())
 
     def save(self) -> Path:
         import torch
@@ -198,11 +230,12 @@ class Trainer:
             progress.update(step + 1, value, x.numel(), epoch + 1, self.epochs)
             if self.on_step is not None:
                 self.on_step(self, step + 1, value)
-            end_of_epoch = (step + 1) % spe == 0 or step + 1 == self.total_steps
-            if end_of_epoch:
+            last = step + 1 == self.total_steps
+            if (step + 1) % self.report_every == 0 or last:
                 progress.clear()
-                self._end_epoch(step + 1, sum(running) / len(running))
+                self._report(step + 1, sum(running) / len(running))
                 running = []
+            if (step + 1) % spe == 0 or last:
                 state["seconds"] = elapsed_before + time.monotonic() - started
                 self.save()
             elif self.save_every and (step + 1) % self.save_every == 0:
@@ -214,7 +247,9 @@ class Trainer:
         progress.clear()
         return state
 
-    def _end_epoch(self, step: int, train_loss: float) -> None:
+    def _report(self, step: int, train_loss: float) -> None:
+        """Validation loss and perplexity, and a sample; `train_loss` is the mean since
+        the last report."""
         val_loss, _ = self.validate()
         ppl = evaluate.perplexity(val_loss)
         epoch = step / self.blocks.steps_per_epoch
@@ -225,4 +260,4 @@ class Trainer:
                   f"{train_loss:.3f}  val loss {val_loss:.3f}  val perplexity {ppl:.2f}")
         text = self.sample()
         self.state["sample"] = text
-        self.echo("  sample: " + text.replace("\n", "\n          "))
+        self.echo("  sample: " + inert(text).replace("\n", "\n          "))
