@@ -5,6 +5,7 @@ with, what it shows and what it writes."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -207,6 +208,33 @@ async def test_search_shows_a_refused_query_as_one_line_and_recovers():
         await pilot.press("escape")
         await until(pilot, lambda: closed(app))
     assert app.result is None
+
+
+async def test_search_a_slow_answer_to_older_text_never_replaces_a_newer_one():
+    release = threading.Event()
+    asked: list[str] = []
+    answered: list[str] = []
+
+    def search(query: str):
+        asked.append(query)
+        if query == "cat":
+            release.wait(10)  # answers after the newer query did
+        answered.append(query)
+        return [h for h in HITS if query in h[2]]
+
+    app = Host(SearchScreen(search))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press(*"cat")
+        await until(pilot, lambda: "cat" in asked)
+        await pilot.press("backspace", "backspace", "backspace", *"sat")
+        await until(pilot, lambda: options(app.screen) == [
+            "Tale ␛]0;PWN␇ · user · a [cat] sat"])
+        release.set()
+        await until(pilot, lambda: "cat" in answered)
+        await pilot.pause()  # its answer reaches the screen, which drops it
+        await pilot.pause()
+        assert len(options(app.screen)) == 1 and text_of(app.screen, "#search-state") == "1 turn"
 
 
 async def test_search_a_real_store_and_enter_before_the_results(tmp_path):
