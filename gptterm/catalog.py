@@ -34,6 +34,14 @@ class ModelSpec:
     turn_separator: str | None = None  # None: a newline (see recorder.separator_for)
 
     @property
+    def label(self) -> str:
+        """A short name for messages: the name, or a folder's own name when the name is
+        the folder's whole path (a remembered local model)."""
+        if self.local and self.name == self.source:
+            return Path(self.source).name or self.name
+        return self.name
+
+    @property
     def where(self) -> str:
         return self.source if self.local else f"hub:{self.source}"
 

@@ -1,23 +1,47 @@
-"""`gptterm generate PROMPT`: stream a continuation to stdout (or JSON events)."""
+"""`gptterm generate PROMPT`: stream a continuation to stdout (or JSON events).
+
+With `--session`, the run continues the session as it was left: its model, preset and
+sampling overrides, unless a flag here says otherwise (see DESCRIPTION).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
+import signal
 import sys
+import threading
 
 from gptterm.cli import UsageError
 from gptterm.cli_types import int_range, positive_int, read_text, seed_arg
-from gptterm.config import THREADS_MAX
 from gptterm.commands.sessions import guarded
+from gptterm.config import THREADS_MAX
+
+DESCRIPTION = """\
+Continue PROMPT with a language model and stream the continuation to stdout.
+
+PROMPT is the text to continue; - reads it from stdin. Ctrl+C stops the output at
+once and ends the generation.
+
+With --session NAME|ID, the prompt and the reply are added to that stored session
+(created if missing), and the model sees the session's text before PROMPT. A session
+remembers the model, preset and sampling settings it last ran with: without --model
+or --preset, generate continues on the session's model and preset, with its sampling
+settings; --model, --preset, --set, --seed and --max-new-tokens given here win. A new
+session, or a run without one, uses the default model."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="stream a continuation of PROMPT to stdout")
+    p = sub.add_parser("generate", help="stream a continuation of PROMPT to stdout",
+                       description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("prompt", metavar="PROMPT", help="the text to continue; - reads stdin")
-    p.add_argument("--model", help="catalog name, hub id or checkpoint directory")
-    p.add_argument("--preset", help="sampler preset name (see `gptterm presets`)")
+    p.add_argument("--model", help="catalog name, hub id or model folder (default: the "
+                                   "session's model, else the default model)")
+    p.add_argument("--preset", help="sampler preset name, see `gptterm presets` (default: "
+                                    "the session's preset, else the default preset)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one preset field, e.g. --set temperature=0.7 (repeatable)")
     p.add_argument("--max-new-tokens", type=positive_int,
@@ -35,12 +59,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def resolve_preset(name: str | None, overrides: list[str]):
-    """The preset named `name` (or the default) with `--set` overrides applied."""
+def resolve_preset(name: str | None, overrides: list[str], session=None):
+    """The preset of this run: `name` (--preset), else the session's, else the default;
+    with the session's sampling overrides, then the `--set` ones (the flags win)."""
     from gptterm import presets
+    from gptterm.recorder import session_preset, with_sampling
+    from gptterm.textsafe import inert
 
     loaded, failed = presets.load_presets()
-    name = name or presets.DEFAULT_PRESET
+    if session is None or name is not None or session.preset is None:
+        base = named_preset(name or presets.DEFAULT_PRESET, loaded, failed)
+        if session is not None:  # the session's sampling still applies
+            base = with_sampling(base, session.sampling)
+    else:
+        if session.preset not in loaded:
+            print(f"gptterm: the session's preset {inert(session.preset, single_line=True)!r}"
+                  f" is not available: using {presets.DEFAULT_PRESET!r}", file=sys.stderr)
+            named_preset(presets.DEFAULT_PRESET, loaded, failed)  # a broken default says so
+        base = session_preset(loaded, session, presets.DEFAULT_PRESET)
+    try:
+        return presets.apply_assignments(base, overrides)
+    except presets.PresetError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def named_preset(name: str, loaded: dict, failed: list[str]):
+    """The loaded preset `name`; one line when it is broken or unknown (the default preset,
+    when its file is missing, has neutral values)."""
+    from gptterm import presets
+
     base = loaded.get(name)
     if base is None:
         broken = [line for line in failed if f"{name}.toml" in line]
@@ -50,10 +97,7 @@ def resolve_preset(name: str | None, overrides: list[str]):
             known = ", ".join(sorted(loaded)) or "none"
             raise UsageError(f"--preset {name!r}: no such preset (known: {known})")
         base = presets.Preset(name=name)  # the default file is missing: neutral values
-    try:
-        return presets.apply_assignments(base, overrides)
-    except presets.PresetError as exc:
-        raise UsageError(str(exc)) from None
+    return base
 
 
 def event_json(event) -> dict | None:
@@ -82,7 +126,8 @@ class StdoutPrinter:
 
     Model output is made inert (control characters shown, not sent) when stdout is a
     terminal. A write that fails (a closed pipe, a full disk) is kept in `broken`; the
-    caller then cancels the generation.
+    caller then cancels the generation. After `stop` (Ctrl+C) no more text is written:
+    only the end (a newline, or the JSON end event).
     """
 
     def __init__(self, as_json: bool, stream=None):
@@ -92,6 +137,11 @@ class StdoutPrinter:
         self.replaced: str | None = None
         self.wrote_text = False
         self.broken: OSError | None = None
+        self.stopped = False
+
+    def stop(self) -> None:
+        """Write no more text (safe from a signal handler: it only sets a flag)."""
+        self.stopped = True
 
     def __call__(self, event) -> None:
         if self.broken is None:
@@ -112,19 +162,19 @@ class StdoutPrinter:
 
         if self.as_json:
             line = event_json(event)
-            if line is not None:
+            if line is not None and not (self.stopped and isinstance(event, p.TextDelta)):
                 self.out.write(json.dumps(line, ensure_ascii=False) + "\n")
                 self.out.flush()
             return
         if isinstance(event, p.TextDelta):
             if event.replace:
                 self.replaced = event.text
-            else:
+            elif not self.stopped:
                 self._write(event.text)
                 self.out.flush()
                 self.wrote_text = True
         elif isinstance(event, (p.Done, p.Failed)):
-            if self.replaced is not None:
+            if self.replaced is not None and not self.stopped:
                 self._write(self.replaced)
                 self.wrote_text = True
             if self.wrote_text:
@@ -132,31 +182,72 @@ class StdoutPrinter:
             self.out.flush()
 
 
+@contextlib.contextmanager
+def stop_output_on_sigint(printer: StdoutPrinter):
+    """While the body runs, Ctrl+C stops `printer` at once, then interrupts as usual (the
+    engine client cancels the generation on KeyboardInterrupt).
+
+    Without this, text the engine had already produced, or produced before it saw the
+    Cancel, was still printed after ^C.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
+        yield
+        return
+
+    def handler(signum, frame):
+        printer.stop()
+        signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @guarded
 def run(args: argparse.Namespace) -> int:
     """Stream one reply; a store or stdout failure ends it with one line (`guarded`)."""
-    from gptterm import catalog
-    from gptterm.engine.client import EngineClient, ModelLoadError
-    from gptterm.protocol import Cancel, Failed, Generate, Reply, Started, new_request_id
-    from gptterm.engine.threads import requested_threads
-    from gptterm.recorder import window_notices
-
-    preset = resolve_preset(args.preset, args.overrides)
     try:
         prompt = read_text(args.prompt)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    store, session = open_stored_session(args)
+    try:
+        return _generate(args, prompt, store, session)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _generate(args: argparse.Namespace, prompt: str, store, session) -> int:
+    from gptterm import catalog
+    from gptterm.engine.client import EngineClient, ModelLoadError
+    from gptterm.engine.threads import requested_threads
+    from gptterm.protocol import Cancel, Failed, Generate, Reply, Started, new_request_id
+    from gptterm.recorder import TurnRecorder, open_session, window_notices
+
+    preset = resolve_preset(args.preset, args.overrides, session)
+    remembered = session.model if session is not None else None
+    model = load_name(args.model or remembered or catalog.DEFAULT_MODEL)
     threads = requested_threads(args.threads)
     with EngineClient(device=args.device, threads=threads) as client:
         try:
-            loaded = client.load(args.model or catalog.DEFAULT_MODEL, args.device)
+            loaded = client.load(model, args.device)
         except ModelLoadError as exc:
-            raise UsageError(str(exc)) from None
+            if args.model or not remembered:
+                raise UsageError(str(exc)) from None
+            raise UsageError(f"{exc} (the session's model; choose another with --model)"
+                             ) from None
         # Always a concrete seed, so a stored turn can be re-run exactly (replay --verify).
         seed = next(s for s in (args.seed, preset.seed, random.randrange(2**31))
                     if s is not None)
-        recorder = open_recorder(args, loaded.name, preset, seed)
-        if recorder is not None:
+        recorder = None
+        if store is not None:
+            session_id = session.id if session is not None else open_session(store, args.session)
+            recorder = TurnRecorder(store, session_id, loaded.name, preset, seed=seed,
+                                    max_new_tokens=args.max_new_tokens)
             command = recorder.start(prompt)
             reply = recorder.reply
         else:
@@ -171,16 +262,15 @@ def run(args: argparse.Namespace) -> int:
             else:
                 reply.apply(event)
             if isinstance(event, Started):
-                for note in window_notices(event, catalog.resolve(loaded.name).name):
+                for note in window_notices(event, catalog.resolve(loaded.name).label):
                     print(f"gptterm: {note}", file=sys.stderr)
             broken = printer.broken
             printer(event)
             if printer.broken is not None and broken is None:  # stop writing: like Ctrl+C
                 client.engine.submit(Cancel(command.request_id))
 
-        end = client.generate(command, on_event)
-    if recorder is not None:
-        recorder.store.close()
+        with stop_output_on_sigint(printer):
+            end = client.generate(command, on_event)
     if printer.broken is not None:  # the reply was cancelled and saved; now say why
         raise printer.broken
     if isinstance(end, Failed):
@@ -195,20 +285,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def open_recorder(args: argparse.Namespace, model: str, preset, seed: int):
-    """The turn recorder for `--session REF` (the session is created if missing), or None."""
+def open_stored_session(args: argparse.Namespace):
+    """(store, session) for `--session REF`: the session is None while it does not exist
+    yet (it is created once the model has loaded); (None, None) without `--session`."""
     ref = getattr(args, "session", None)
     if not ref:
-        return None
+        return None, None
     from gptterm.commands.sessions import open_store
-    from gptterm.recorder import TurnRecorder, open_session
     from gptterm.store import StoreError
 
     store = open_store()
     try:
-        session_id = open_session(store, ref)
-    except StoreError as exc:
-        store.close()
-        raise UsageError(str(exc)) from None
-    return TurnRecorder(store, session_id, model, preset, seed=seed,
-                        max_new_tokens=args.max_new_tokens)
+        return store, store.find_session(ref)
+    except StoreError:
+        return store, None
+
+
+def load_name(name: str) -> str:
+    """What to load for `--model NAME`: a model folder given by a path becomes its absolute
+    path (so the session's memory of it works from any folder); names stay as they are."""
+    from gptterm import catalog
+
+    spec = catalog.resolve(name)
+    return spec.source if spec.local and name not in (spec.name, spec.source) else name
