@@ -81,11 +81,25 @@ class DropSession:
 
 
 @dataclass(frozen=True)
+class CountTokens:
+    """Count the loaded model's tokens for `text` sent after `context` (the prompt box).
+
+    `text` is counted as a Generate would tokenize it as its last segment, and the
+    context reuses each segment's token ids when given, so the answer (a TokenCount)
+    is what that Generate will see. Only the newest unanswered count is answered.
+    """
+
+    request_id: str
+    text: str
+    context: tuple[Segment, ...] = ()
+
+
+@dataclass(frozen=True)
 class Shutdown:
     """Stop the worker thread."""
 
 
-Command = Union[LoadModel, Generate, Cancel, DropSession, Shutdown]
+Command = Union[LoadModel, Generate, Cancel, DropSession, CountTokens, Shutdown]
 
 # ---------------------------------------------------------------- events
 
@@ -193,7 +207,20 @@ class Failed:
     error: str
 
 
-Event = Union[ModelLoading, ModelLoaded, ModelFailed, Started, TextDelta, Done, Failed]
+@dataclass(frozen=True)
+class TokenCount:
+    """The answer to a CountTokens: `n_tokens` of its text after `context_tokens` of its
+    context, for `model` (the name it was loaded by), whose window is `n_ctx`."""
+
+    request_id: str
+    n_tokens: int
+    context_tokens: int
+    n_ctx: int
+    model: str
+
+
+Event = Union[ModelLoading, ModelLoaded, ModelFailed, Started, TextDelta, Done, Failed,
+              TokenCount]
 
 
 def context_text(segments: tuple[Segment, ...]) -> str:

@@ -4,6 +4,8 @@ It answers LoadModel at once (or fails the names in `fail_models`), and either p
 a scripted reply for each Generate (`auto=True`; `replies` picks one per preset name,
 and `alternatives` are sent per piece when the Generate asks for `inspect_top_k`, top
 k of them) or waits for the test to stream text and finish by hand. Cancel answers Done(reason="cancelled") like the real one.
+CountTokens is answered at once, counting words as tokens (`fake_count`, the same count
+its Started uses), with `n_ctx`; before any model is loaded, Failed like the real one.
 Events go out through `emit`, i.e. the app's thread-safe post_message.
 """
 
@@ -18,8 +20,10 @@ import pytest
 
 from gptterm.protocol import (
     Cancel,
+    CountTokens,
     Done,
     Event,
+    Failed,
     Generate,
     LoadModel,
     ModelFailed,
@@ -27,7 +31,15 @@ from gptterm.protocol import (
     ModelLoading,
     Started,
     TextDelta,
+    TokenCount,
+    context_text,
 )
+
+
+def fake_count(command: CountTokens, n_ctx: int, model: str) -> TokenCount:
+    """The fake's answer to a count: words stand for tokens (text, then the context's text)."""
+    return TokenCount(command.request_id, len(command.text.split()),
+                      len(context_text(command.context).split()), n_ctx, model)
 
 
 class FakeEngine:
@@ -94,6 +106,16 @@ class FakeEngine:
               and command.request_id == self.active.request_id):
             self._stop.set()
             self.finish("cancelled")
+        elif isinstance(command, CountTokens):
+            model = self._loaded_model()
+            self.emit(fake_count(command, self.n_ctx, model) if model is not None
+                      else Failed(command.request_id, "no model is loaded yet"))
+
+    def _loaded_model(self) -> str | None:
+        """The model the fake answered ModelLoaded for last (None: none yet)."""
+        names = [c.name for c in self.sent_commands(LoadModel)
+                 if self.answer_loads and c.name not in self.fail_models]
+        return names[-1] if names else None
 
     def close(self) -> None:
         self._stop.set()

@@ -7,12 +7,13 @@ sends Cancel, and the call returns once the engine reports the generation done.
 from __future__ import annotations
 
 import queue
+import time
 from typing import Callable
 
 from gptterm.engine.engine import Engine
 from gptterm.protocol import (
-    Cancel, Done, Event, Failed, Generate, ModelFailed, ModelLoaded, ModelLoading, LoadModel,
-    new_request_id,
+    Cancel, CountTokens, Done, Event, Failed, Generate, ModelFailed, ModelLoaded, ModelLoading,
+    LoadModel, Segment, TokenCount, new_request_id,
 )
 
 
@@ -70,6 +71,23 @@ class EngineClient:
                 continue
             except KeyboardInterrupt:
                 self.engine.submit(Cancel(command.request_id))
+
+    def count_tokens(self, text: str, context: tuple[Segment, ...] = (),
+                     timeout: float = 60.0) -> TokenCount | Failed:
+        """The loaded model's token count for `text` after `context` (see CountTokens);
+        Failed when no model is loaded. TimeoutError when no answer comes in `timeout`
+        seconds (a newer count, sent from another thread, replaced this one)."""
+        command = CountTokens(new_request_id(), text, context)
+        self.engine.submit(command)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                event = self._events.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"no token count in {timeout:g} s") from None
+            if (isinstance(event, (TokenCount, Failed))
+                    and event.request_id == command.request_id):
+                return event
 
 
 __all__ = ["EngineClient", "ModelLoadError", "new_request_id"]

@@ -4,6 +4,13 @@ The thread owns the model, the tokenizer and every KV cache; nothing else touche
 them. Commands go in through `submit` (any thread); events come out through the
 `emit` callback, called on the worker thread (the UI wraps it in `post_message`).
 torch and transformers are imported on the worker thread only.
+
+CountTokens is answered on the worker too, never on the thread that submits it: a fast
+tokenizer used from two threads at once fails ("Already borrowed", huggingface/tokenizers
+#537), the submitting thread is the UI's, and only the worker knows which model is in
+use. So that a count never waits for a whole reply, the worker also answers one between
+the steps of a generation (after each event it emits). Counts coalesce: the engine keeps
+only the newest one not yet answered, and one it replaced gets no answer.
 """
 
 from __future__ import annotations
@@ -14,13 +21,30 @@ import threading
 from typing import Any, Callable
 
 from gptterm import catalog
+from gptterm.engine.context import context_ids
 from gptterm.errors import first_line
 from gptterm.protocol import (
-    Cancel, Command, Done, DropSession, Event, Failed, Generate, LoadModel, ModelFailed,
-    ModelLoaded, ModelLoading, Shutdown,
+    Cancel, Command, CountTokens, Done, DropSession, Event, Failed, Generate, LoadModel,
+    ModelFailed, ModelLoaded, ModelLoading, Segment, Shutdown, TokenCount,
 )
 
 DEFAULT_CACHE_BUDGET = 1 << 30  # bytes of KV cache kept across sessions
+NO_MODEL = "no model is loaded yet"
+
+
+def count_tokens(tokenizer: Any, vocab_size: int, context: tuple[Segment, ...],
+                 text: str) -> tuple[int, int]:
+    """(tokens of `text`, tokens of `context`) as a Generate of the context with `text` as
+    its last segment sees them: `context_ids`, the rule that Generate uses, on just that.
+
+    The start token that an empty context is given is not counted (-1 marks it there:
+    no real id is negative).
+    """
+    full, made = context_ids(tokenizer, (*context, Segment(text)), vocab_size, -1)
+    if full == [-1]:
+        return 0, 0
+    n_text = len(made[-1][1])  # the text came without ids: it is always the last one made
+    return n_text, len(full) - n_text
 
 
 class Engine:
@@ -45,8 +69,10 @@ class Engine:
         self._lock = threading.Lock()
         self._active: str | None = None  # request id being generated
         self._cancelled: set[str] = set()  # cancelled before they started
+        self._count: CountTokens | None = None  # the newest count not yet answered
         self._thread = threading.Thread(target=self._run, name="gptterm-engine", daemon=True)
         self._lm: Any = None  # LoadedModel
+        self._model_name = ""  # the name the loaded model was asked for (ModelLoaded.name)
         self._caches: Any = None  # SessionCaches
 
     # ------------------------------------------------------------ any thread
@@ -56,8 +82,11 @@ class Engine:
         return self
 
     def submit(self, command: Command) -> None:
-        """Queue a command. Cancel takes effect at once, not in queue order."""
+        """Queue a command. Cancel takes effect at once, not in queue order; CountTokens
+        replaces a count still waiting (see the module docstring)."""
         with self._lock:
+            if isinstance(command, CountTokens):
+                self._count = command  # still queued below: it wakes an idle worker
             if isinstance(command, Cancel):
                 if command.request_id == self._active:
                     self._cancel.set()
@@ -97,6 +126,8 @@ class Engine:
                     self._generate(command)
                 elif isinstance(command, DropSession) and self._caches is not None:
                     self._caches.drop(command.session_id)
+                elif isinstance(command, CountTokens):
+                    self._answer_count()  # nothing left to do when one already answered it
             except Exception as exc:  # the worker must survive anything one command does
                 line = first_line(exc)
                 if isinstance(command, Generate):
@@ -121,7 +152,7 @@ class Engine:
             self._emit(ModelFailed(command.name, str(exc)))
             return
         # Only now drop the old model: a failed load keeps it in use.
-        self._lm = lm
+        self._lm, self._model_name = lm, command.name
         self._caches = SessionCaches(self._cache_budget)
         # On the worker itself: torch's thread count is per thread once it has run an op.
         n_params = sum(p.numel() for p in lm.model.parameters())
@@ -138,16 +169,41 @@ class Engine:
             self._cancel.clear()
         try:
             if self._lm is None:
-                self._emit(Failed(command.request_id, "no model is loaded yet"))
+                self._emit(Failed(command.request_id, NO_MODEL))
                 return
             from gptterm.engine.generation import run_generation
 
             seed = command.seed if command.seed is not None else command.preset.seed
             if seed is None:
                 seed = random.randrange(2**31)
-            run_generation(self._lm, self._caches, command, seed, self._cancel, self._emit)
+            run_generation(self._lm, self._caches, command, seed, self._cancel,
+                           self._emit_then_count)
         finally:
             with self._lock:
                 self._active = None
                 self._cancel.clear()
 
+    def _emit_then_count(self, event: Event) -> None:
+        """A generation's emit: the event, then any count waiting (between two steps)."""
+        self._emit(event)
+        if self._count is not None:  # one attribute read per event when none waits
+            self._answer_count()
+
+    def _answer_count(self) -> None:
+        """Answer the newest CountTokens not yet answered, if there is one."""
+        with self._lock:
+            command, self._count = self._count, None
+        if command is None:
+            return
+        if self._lm is None:
+            self._emit(Failed(command.request_id, NO_MODEL))
+            return
+        try:
+            n_tokens, context_tokens = count_tokens(
+                self._lm.tokenizer, self._lm.model.config.vocab_size, command.context,
+                command.text)
+        except Exception as exc:  # noqa: BLE001 - a count must never stop the generation
+            self._emit(Failed(command.request_id, first_line(exc)))
+            return
+        self._emit(TokenCount(command.request_id, n_tokens, context_tokens, self._lm.n_ctx,
+                              self._model_name))
