@@ -1,15 +1,21 @@
 """The model catalog: known models, where each loads from, and its tokenizer quirks.
 
 Stdlib only (no torch): the CLI and the UI list models without loading anything.
+Three kinds, listed in this order by `all_models`: the models shipped with gptterm, the
+folders the user trained, finetuned or loaded (`local_models`; named by their absolute
+path), and hub models.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gptterm import paths
+from gptterm import local_models, paths
 
 DEFAULT_MODEL = "shakespeare-mini"
 
@@ -88,13 +94,68 @@ def shipped_models() -> list[ModelSpec]:
     ]
 
 
+def remembered_models() -> list[ModelSpec]:
+    """The model folders the user trained, finetuned or loaded, newest first: those that
+    still hold a model (config.json) and are not a shipped model. Each is named by its
+    absolute path; its language comes from its model card, else "?"."""
+    shipped = {spec.source for spec in shipped_models()}
+    out = []
+    for r in local_models.remembered():
+        folder = Path(r.path)
+        if r.path in shipped or not _is_file(folder / "config.json"):
+            continue
+        day = time.strftime("%Y-%m-%d", time.localtime(r.when))
+        out.append(ModelSpec(r.path, r.path, card_language(folder), f"{r.how} {day}",
+                             local=True))
+    return out
+
+
 def all_models() -> list[ModelSpec]:
-    return shipped_models() + list(HUB_MODELS)
+    return shipped_models() + remembered_models() + list(HUB_MODELS)
+
+
+def _known() -> Iterator[ModelSpec]:
+    """`all_models`, lazily: a shipped or hub name resolves without reading models.json."""
+    yield from shipped_models()
+    yield from HUB_MODELS
+    yield from remembered_models()
+
+
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
+_CARD_BYTES = 4096  # the front matter is at the top
+
+
+def card_language(folder: Path) -> str:
+    """The `language:` of the model card (README.md front matter, as `gptterm train`
+    writes it and the hub uses), when it is one language code; else "?"."""
+    try:
+        with open(folder / "README.md", "rb") as f:
+            head = f.read(_CARD_BYTES).decode("utf-8", "replace")
+    except (OSError, ValueError):
+        return "?"
+    lines = head.splitlines()
+    if not lines or lines[0].strip() != "---":
+        return "?"
+    for line in lines[1:]:
+        if line.strip() == "---":
+            break
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "language":
+            value = value.strip().strip("'\"")
+            return value if _LANGUAGE.fullmatch(value) else "?"
+    return "?"
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # no permission, a name the OS refuses
+        return False
 
 
 def resolve(name: str) -> ModelSpec:
     """A catalog name, a hub id (`skt/kogpt2-base-v2`), or a directory -> ModelSpec."""
-    for spec in all_models():
+    for spec in _known():
         if name in (spec.name, spec.source):
             return spec
     if name in SHIPPED:  # known but not built into this install

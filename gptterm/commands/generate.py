@@ -240,6 +240,10 @@ def _generate(args: argparse.Namespace, prompt: str, store, session) -> int:
                 raise UsageError(str(exc)) from None
             raise UsageError(f"{exc} (the session's model; choose another with --model)"
                              ) from None
+        if is_model_folder(model):
+            from gptterm.local_models import remember_or_say
+
+            remember_or_say(model, how="loaded")
         # Always a concrete seed, so a stored turn can be re-run exactly (replay --verify).
         seed = next(s for s in (args.seed, preset.seed, random.randrange(2**31))
                     if s is not None)
@@ -299,6 +303,15 @@ def open_stored_session(args: argparse.Namespace):
         return store, store.find_session(ref)
     except StoreError:
         return store, None
+
+
+def is_model_folder(name: str) -> bool:
+    """Whether `name` (as `load_name` gives it) is a model folder of the user's, not one
+    shipped with gptterm."""
+    from gptterm import catalog
+
+    spec = catalog.resolve(name)
+    return spec.local and spec.name not in catalog.SHIPPED
 
 
 def load_name(name: str) -> str:

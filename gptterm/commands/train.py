@@ -192,6 +192,9 @@ def _run(args: argparse.Namespace) -> int:
     ppl = f", val perplexity {last['val_perplexity']:.2f}" if last else ""
     print(f"saved {summary['out']}: {summary['parameters']:,} parameters, "
           f"{summary['steps']} steps in {summary['seconds']:.0f} s{ppl}")
+    from gptterm.local_models import remember_or_say
+
+    remember_or_say(summary["out"], how="trained" if args.mode == "train" else "finetuned")
     return 0
 
 
