@@ -58,7 +58,7 @@ def child(engine: str, model: str | None, rate: float, reply_tokens: int) -> Non
         def factory(emit):
             # After each reply, continue it at once: the engine never stops streaming.
             return FakeEngine(emit, stream_forever=True, rate=rate, reply_tokens=reply_tokens,
-                              on_done=lambda: app.call_from_thread(app.action_continue_reply))
+                              on_done=lambda: app.call_from_thread(app.main.action_continue_reply))
 
         app = make_app(model="fake-model", engine_factory=factory)
         app.run()

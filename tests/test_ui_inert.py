@@ -99,7 +99,7 @@ async def test_sidebar_transcript_stream_and_replay_show_inert_text(ui_env):
     app = make_app(engine_factory=engines.factory(auto=False))
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
-        app.open_session(imported)
+        app.main.open_session(imported)
         await pilot.pause()
         sidebar = app.main.query_one(SessionList)
         labels = [str(sidebar.get_option_at_index(i).prompt)
@@ -107,25 +107,25 @@ async def test_sidebar_transcript_stream_and_replay_show_inert_text(ui_env):
         assert any(inert(SHORT) in label for label in labels)
         assert all(is_inert(label.replace("\n", " "), single_line=True) for label in labels)
 
-        user, model = app.transcript.views
+        user, model = app.main.transcript.views
         assert user.text == "U\n" + HOSTILE  # the turn keeps its text; only the screen differs
         assert segments_text(user) == inert(user.text)
         assert segments_text(model).startswith(inert(model.text))
 
         # A streamed reply long enough to freeze blocks: every block is inert.
         await pilot.press(*"go", "enter")
-        await until(pilot, lambda: app.gen is not None and app.gen.view is not None)
-        reply = app.gen.view
+        await until(pilot, lambda: app.main.gen is not None and app.main.gen.view is not None)
+        reply = app.main.gen.view
         await until(pilot, lambda: reply._live.is_attached)
         pieces = ["A\x1b[31m" * (SEGMENT_CHARS // 3), "\nB\x9d0;T\x9c", "\n" + HOSTILE]
         for piece in pieces:
             engines.one.stream(piece)
             await until(pilot, lambda piece=piece: reply.text.endswith(piece))
         engines.one.finish()
-        await until(pilot, lambda: app.gen is None)
+        await until(pilot, lambda: app.main.gen is None)
         assert reply.text == "".join(pieces)
         assert len(reply.query(Static)) > 1
-        assert segments_text(reply) == inert(reply.text)
+        assert segments_text(reply) == inert(reply.text) + f"  seed {reply.seed}"
 
         app.push_screen(ReplayScreen("R" + SHORT, app.store.turns(imported)))
 

@@ -7,7 +7,8 @@ from ui_fakes import Engines, notifications, ready, until
 
 from gptterm.protocol import Cancel, Done, DropSession, Generate, TextDelta
 from gptterm.store import Store
-from gptterm.ui.app import INSPECT_TOP_K, make_app
+from gptterm.ui.app import make_app
+from gptterm.ui.screens.main import INSPECT_TOP_K
 from gptterm.ui.screens.compare import CompareScreen
 from gptterm.ui.screens.dialogs import ChooseManyScreen
 from gptterm.ui.screens.help import HelpScreen
@@ -25,7 +26,7 @@ async def type_prompt(pilot, text: str) -> None:
 
 
 def shown(app) -> str:
-    return str(app.inspector.render())
+    return str(app.main.inspector.render())
 
 
 # ---------------------------------------------------------------- token inspector
@@ -51,14 +52,14 @@ async def test_the_inspector_asks_for_alternatives_only_while_shown(ui_env):
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         engine = engines.one
-        assert not app.inspector.display
+        assert not app.main.inspector.display
         await type_prompt(pilot, "a")
         await until(pilot, lambda: engine.active is not None)
         engine.finish()
-        await until(pilot, lambda: app.gen is None)
+        await until(pilot, lambda: app.main.gen is None)
 
         await pilot.press("ctrl+l")
-        assert app.inspector.display and app.inspecting
+        assert app.main.inspector.display and app.main.inspecting
         assert "top 5 candidates" in shown(app)
         await type_prompt(pilot, "Shall I")
         await until(pilot, lambda: engine.active is not None)
@@ -70,10 +71,10 @@ async def test_the_inspector_asks_for_alternatives_only_while_shown(ui_env):
                                            "' my' 0.50 │ ' a' 0.20",
                                            "' lord' 0.30 │ ' lady' 0.20"]
         engine.finish()
-        await until(pilot, lambda: app.gen is None)
+        await until(pilot, lambda: app.main.gen is None)
 
         await pilot.press("ctrl+l")
-        assert not app.inspector.display
+        assert not app.main.inspector.display
         await type_prompt(pilot, "b")
         await until(pilot, lambda: len(engine.sent_commands(Generate)) == 3)
         engine.finish()
@@ -90,14 +91,14 @@ async def test_the_inspector_keeps_the_last_tokens_and_says_when_a_method_has_no
         await ready(pilot)
         await pilot.press("ctrl+l")
         await type_prompt(pilot, "count")
-        await until(pilot, lambda: app.gen is None and "' w19'" in shown(app))
+        await until(pilot, lambda: app.main.gen is None and "' w19'" in shown(app))
         lines = shown(app).splitlines()
         assert len(lines) == 12 and lines[0].startswith("' w8' 0.50")
         assert engines.one.sent_commands(Generate)[-1].inspect_top_k == INSPECT_TOP_K
-        app.set_preset("delta")
+        app.main.set_preset("delta")
         await type_prompt(pilot, " more")
         await until(pilot, lambda: len(engines.one.sent_commands(Generate)) == 2
-                    and app.gen is None)
+                    and app.main.gen is None)
         assert shown(app) == "no alternatives for this method (beam)"
 
 
@@ -108,10 +109,10 @@ async def test_inspector_and_compare_are_in_help_and_rebindable(ui_env):
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         await pilot.press("f12")
-        assert app.inspecting
+        assert app.main.inspecting
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
-        rows = {what.split(":")[0]: keys for keys, what in app.screen.rows}
+        rows = {what.split(":")[0]: keys for keys, _, what in app.screen.rows}
         assert rows["Inspector"] == "f12" and rows["Compare"] == "ctrl+f"
         labels = {a.label for a in app.palette_actions()}
         assert {"Inspector", "Compare"} <= labels
@@ -140,7 +141,7 @@ async def test_compare_runs_each_preset_with_one_seed_and_drops_its_sessions(ui_
         replies={"alpha": [" A1", " A2"], "beta": [" B1"]}), store=store)
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
-        app.open_session(sid)
+        app.main.open_session(sid)
         await pilot.press("ctrl+f")
         picker = app.screen
         assert isinstance(picker, ChooseManyScreen)
@@ -162,9 +163,9 @@ async def test_compare_runs_each_preset_with_one_seed_and_drops_its_sessions(ui_
         stats = [str(s.render()) for s in compare.query(".compare-stats")]
         assert stats == ["2 tok · 2.2 tok/s · eos", "1 tok · eos"]  # protocol.decode_rate
         assert "not saved in the session" in str(compare.query_one("#compare-subtitle").render())
-        assert len(store.turns(sid)) == 4 and app.gen is None
+        assert len(store.turns(sid)) == 4 and app.main.gen is None
         await pilot.press("escape")
-        assert app.screen is app.main and app.compare is None
+        assert app.screen is app.main and app.main.compare is None
         drops = engines.one.sent_commands(DropSession)
         assert drops == [DropSession(f"compare:{sid}:alpha"), DropSession(f"compare:{sid}:beta")]
         assert not engines.one.sent_commands(Cancel)
@@ -177,7 +178,7 @@ async def test_compare_uses_the_prompt_box_and_asks_for_two_or_three(ui_env):
     app = make_app(engine_factory=engines.factory(), store=store)
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
-        app.open_session(sid)
+        app.main.open_session(sid)
         await pilot.press(*" And")
         await pilot.press("ctrl+f")
         picker = app.screen
@@ -220,7 +221,7 @@ async def test_escape_stops_the_running_preset_and_closes(ui_env):
         assert len(engine.sent_commands(Generate)) == 1  # beta never started
         engine.emit(Done(first.request_id, "cancelled", 1, 0.1, 0.05))  # late: ignored
         await pilot.pause(0.1)
-        assert app.session_id is None and app.store.list_sessions() == []
+        assert app.main.session_id is None and app.store.list_sessions() == []
 
 
 
@@ -240,7 +241,7 @@ async def test_comparing_stops_a_reply_in_progress_first(ui_env):
         await pilot.press("ctrl+f", "enter")
         await until(pilot, lambda: isinstance(app.screen, CompareScreen))
         assert engine.sent_commands(Cancel)[0] == Cancel(main_request)
-        assert app.gen is None and app.store.turns(app.session_id)[-1].status == "cancelled"
+        assert app.main.gen is None and app.store.turns(app.main.session_id)[-1].status == "cancelled"
         assert engine.active.text() == "Go on"  # the last user prompt, not the cut reply
 
 
@@ -262,9 +263,9 @@ async def test_the_real_engine_fills_the_inspector_and_runs_a_comparison(ui_env,
         await until(pilot, lambda: app.model_name is not None, timeout=60)
         await pilot.press("ctrl+l")
         await type_prompt(pilot, "hello world")
-        await until(pilot, lambda: app.gen is None and app.session_id, timeout=30)
+        await until(pilot, lambda: app.main.gen is None and app.main.session_id, timeout=30)
         await pilot.pause(0.1)
-        rows = list(app.inspector.rows)
+        rows = list(app.main.inspector.rows)
         assert rows and all(len(r.alternatives) == INSPECT_TOP_K for r in rows)
         # Greedy picks the most likely token: the first candidate of every row.
         assert all(r.chosen in (None, r.alternatives[0][0]) for r in rows)

@@ -29,7 +29,7 @@ def turn_number(text: str) -> int:
 
 
 def numbers(app) -> list[int]:
-    return [turn_number(v.text) for v in app.transcript.views]
+    return [turn_number(v.text) for v in app.main.transcript.views]
 
 
 def open_big_session(ui_env: Path) -> str:
@@ -49,39 +49,39 @@ async def test_a_40000_turn_session_opens_at_once_and_shows_earlier_turns_on_dem
     started = time.monotonic()
     async with app.run_test(size=SIZE) as pilot:
         prompt = app.main.query_one(PromptArea)
-        await until(pilot, lambda: app.session_id == session_id and prompt.has_focus,
+        await until(pilot, lambda: app.main.session_id == session_id and prompt.has_focus,
                     timeout=OPEN_DEADLINE_S)
         await pilot.press("x")
         await until(pilot, lambda: prompt.text == "x", timeout=OPEN_DEADLINE_S)
         assert time.monotonic() - started < OPEN_DEADLINE_S
         # Only the last page is mounted, newest at the bottom, with the line above it.
         assert numbers(app) == list(range(N_TURNS - PAGE_TURNS, N_TURNS))
-        line = app.transcript.query_one(EarlierTurns)
+        line = app.main.transcript.query_one(EarlierTurns)
         assert f"{N_TURNS - PAGE_TURNS:,} earlier turns" in str(line.content)
         await ready(pilot)
 
         # A click on the line shows the page before, above the turns already shown.
         # The turn that was first stays in view (at the top) instead of jumping away.
-        app.transcript.scroll_home(animate=False)
+        app.main.transcript.scroll_home(animate=False)
         await pilot.pause()
-        was_first = app.transcript.views[0]
+        was_first = app.main.transcript.views[0]
         await pilot.click(EarlierTurns)
-        await until(pilot, lambda: len(app.transcript.views) == 2 * PAGE_TURNS)
+        await until(pilot, lambda: len(app.main.transcript.views) == 2 * PAGE_TURNS)
         assert numbers(app) == list(range(N_TURNS - 2 * PAGE_TURNS, N_TURNS))
-        await until(pilot, lambda: was_first.region.y == app.transcript.region.y)
+        await until(pilot, lambda: was_first.region.y == app.main.transcript.region.y)
         assert f"{N_TURNS - 2 * PAGE_TURNS:,} earlier turns" in str(line.content)
         # Enter on the focused line shows one more page.
         line.focus()
         await pilot.press("enter")
-        await until(pilot, lambda: len(app.transcript.views) == 3 * PAGE_TURNS)
+        await until(pilot, lambda: len(app.main.transcript.views) == 3 * PAGE_TURNS)
         assert numbers(app)[0] == N_TURNS - 3 * PAGE_TURNS
 
         # A reply still goes under the newest turn, and the page count stays bounded.
         prompt.focus()
         await pilot.press("enter")
-        await until(pilot, lambda: app.gen is None and len(app.transcript.views) == 3 * PAGE_TURNS + 2)
-        roles = [v.role for v in app.transcript.views[-2:]]
-        assert roles == ["user", "model"] and app.transcript.views[-1].text == "Hello world"
+        await until(pilot, lambda: app.main.gen is None and len(app.main.transcript.views) == 3 * PAGE_TURNS + 2)
+        roles = [v.role for v in app.main.transcript.views[-2:]]
+        assert roles == ["user", "model"] and app.main.transcript.views[-1].text == "Hello world"
 
 
 async def test_the_line_goes_once_every_turn_is_shown(ui_env):
@@ -89,16 +89,16 @@ async def test_the_line_goes_once_every_turn_is_shown(ui_env):
         session = store.import_json(session_json(PAGE_TURNS + 3))
     app = make_app(engine_factory=Engines().factory())
     async with app.run_test(size=SIZE) as pilot:
-        app.open_session(session.id)
+        app.main.open_session(session.id)
         await pilot.pause()
-        assert len(app.transcript.views) == PAGE_TURNS
-        app.transcript.show_earlier()
-        await until(pilot, lambda: not app.transcript.query(EarlierTurns))
+        assert len(app.main.transcript.views) == PAGE_TURNS
+        app.main.transcript.show_earlier()
+        await until(pilot, lambda: not app.main.transcript.query(EarlierTurns))
         assert numbers(app) == list(range(PAGE_TURNS + 3))
         # A short session has no line at all.
-        app.open_session(None)
+        app.main.open_session(None)
         await pilot.pause()
-        assert not app.transcript.query(EarlierTurns) and not app.transcript.views
+        assert not app.main.transcript.query(EarlierTurns) and not app.main.transcript.views
 
 
 def test_pages_follow_turn_positions_across_gaps():

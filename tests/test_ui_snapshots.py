@@ -32,12 +32,15 @@ def pinned_app(store=None, **engine_kwargs):
         return last[0]
 
     app.clock = clock
+    app.seed_source = lambda: 1234  # every reply shows its seed
     return app, engines
 
 
 async def settle(pilot) -> None:
-    await pilot.pause(0.2)
     prompt = pilot.app.main.query_one(PromptArea)
+    if prompt.text:  # its token count shows a moment after typing stops
+        await until(pilot, lambda: "tokens" in str(prompt.border_title))
+    await pilot.pause(0.2)
     prompt.cursor_blink = False
 
 
@@ -54,7 +57,7 @@ def test_main_screen_mid_stream(snap_compare, ui_env):
         await until(pilot, lambda: engine.active is not None)
         for word in [" that", " is", " the", " question", ",", " whether", " 'tis", " nobler"]:
             engine.stream(word)
-        await until(pilot, lambda: app.gen.reply.text.endswith("nobler"))
+        await until(pilot, lambda: app.main.gen.reply.text.endswith("nobler"))
         await pilot.press(*"next [line]")
         await settle(pilot)
 
@@ -109,7 +112,7 @@ def test_korean_transcript_wraps_wide_characters(snap_compare, ui_env):
 
     async def run_before(pilot):
         await ready(pilot)
-        app.open_session(session.id)
+        app.main.open_session(session.id)
         app.main.query_one(PromptArea).focus()
         await pilot.press(*"가나다라마바사아자차카타파하 " * 5)
         await settle(pilot)
@@ -136,7 +139,7 @@ def test_token_inspector(snap_compare, ui_env):
         await pilot.press("ctrl+l")
         app.main.query_one(PromptArea).focus()
         await pilot.press(*"Shall I compare", "enter")
-        await until(pilot, lambda: app.gen is None and engines.one.sent_commands(Generate))
+        await until(pilot, lambda: app.main.gen is None and engines.one.sent_commands(Generate))
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
@@ -156,10 +159,43 @@ def test_compare_presets(snap_compare, ui_env):
 
     async def run_before(pilot):
         await ready(pilot)
-        app.open_session(session.id)
+        app.main.open_session(session.id)
         await pilot.press("ctrl+f", "down", "down", "space", "enter")
-        await until(pilot, lambda: app.compare is not None
-                    and all(r.state == "done" for r in app.compare.runs))
+        await until(pilot, lambda: app.main.compare is not None
+                    and all(r.state == "done" for r in app.main.compare.runs))
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+async def two_sessions(pilot, app, engines) -> None:
+    """Two finished sessions on the fake model, the second open, a prompt typed."""
+    await ready(pilot)
+    prompt = app.main.query_one(PromptArea)
+    for text in ("The moon rose over the quiet harbour", "노래하는 새"):
+        prompt.focus()
+        await pilot.press("ctrl+n", *text, "enter")
+        await until(pilot, lambda: app.main.gen is None and app.main.session_id)
+    await pilot.press(*"and then")
+    await settle(pilot)
+
+
+def test_main_screen_at_60x15(snap_compare, ui_env):
+    """Narrow: the sidebar steps aside, the bar keeps the model, ctx and reuse, the footer
+    is not clipped."""
+    app, engines = pinned_app(reply=["Far", " away", " the", " bells"])
+
+    async def run_before(pilot):
+        await two_sessions(pilot, app, engines)
+
+    assert snap_compare(app, terminal_size=(60, 15), run_before=run_before)
+
+
+def test_main_screen_at_200x50(snap_compare, ui_env):
+    """Wide: sessions with their models in the sidebar, every status figure, seeds."""
+    app, engines = pinned_app(reply=["Far", " away", " the", " bells"])
+
+    async def run_before(pilot):
+        await two_sessions(pilot, app, engines)
+
+    assert snap_compare(app, terminal_size=(200, 50), run_before=run_before)

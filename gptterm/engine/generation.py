@@ -193,8 +193,12 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
         tokens.close()
         sink.finish()
         n_tokens = sink.n_tokens
+    # Beam search decodes on copies of the cache: the entry still holds just the window
+    # the reply followed, and the reply joins it on the next turn.
+    in_window = len(entry.ids) if preset.method != "beam" else min(len(ids) + n_tokens,
+                                                                     lm.n_ctx)
     emit(Done(command.request_id, reason, n_tokens, time.perf_counter() - t0, ttft,
-              len(entry.ids), entry.offset, max_new))
+              in_window, entry.offset, max_new))
 
 
 def _run_beam(lm: Any, dec: Decoder, logits: torch.Tensor, ids: list[int], command: Generate,

@@ -43,20 +43,20 @@ class ActionsProvider(_RowsProvider):
 
     def rows(self, app: GptTermApp) -> Iterable[Row]:
         for action in app.palette_actions():
-            yield action.label, action.help, partial(app.run_action, action.action)
+            yield action.label, action.help, partial(app.run_key_action, action)
 
 
 class PresetsProvider(_RowsProvider):
     def rows(self, app: GptTermApp) -> Iterable[Row]:
-        for name, preset in sorted(app.presets.items()):
+        for name, preset in sorted(app.reload_presets().items()):
             yield f"Preset: {name}", preset.description or preset.summary(), partial(
-                app.set_preset, name)
+                app.main.set_preset, name)
 
 
 class ModelsProvider(_RowsProvider):
     def rows(self, app: GptTermApp) -> Iterable[Row]:
-        for name, description in app.model_choices():
-            yield f"Model: {name}", description, partial(app.load_model, name)
+        for name, label, description in app.model_choices():
+            yield f"Model: {label}", description, partial(app.main.choose_model, name)
 
 
 class SessionsProvider(_RowsProvider):
@@ -64,7 +64,7 @@ class SessionsProvider(_RowsProvider):
         for session in app.sessions():
             title = inert(session.title or session.name or "untitled", single_line=True)
             yield f"Session: {title}", f"open session {inert(session.id, single_line=True)}", partial(
-                app.open_session, session.id)
+                app.main.open_session, session.id)
 
 
 class ThemesProvider(_RowsProvider):

@@ -1,4 +1,8 @@
-"""Checking `[keys]` rebindings from config.toml before the app applies them.
+"""Every key of the app in one table, and checking `[keys]` rebindings from config.toml.
+
+`KEY_ACTIONS` is the one list of rebindable keys: the main screen's bindings, the
+command palette's actions and the help screen are all made from it, so a key, its
+config.toml name (`id`) and its label cannot drift apart.
 
 `resolve_keymap` keeps a rebinding only when every key in it is a key Textual knows and
 no other action ends up on the same key; each rejected rebinding is one problem line,
@@ -8,10 +12,100 @@ and that action keeps its default keys, so no action is left without a working k
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from textual.keys import REPLACED_KEYS, Keys, key_to_character
 
 from gptterm.textsafe import inert
+
+
+@dataclass(frozen=True)
+class KeyAction:
+    """A key binding that is also a palette command and a help-screen row."""
+
+    id: str  # binding id: the name used in config.toml [keys]
+    keys: str
+    action: str  # an action of the main screen, or of the app when `app_wide`
+    label: str
+    help: str
+    show: bool = True  # in the footer
+    app_wide: bool = False
+    short: str = ""  # the footer's label, when `label` is too long for it
+
+    @property
+    def footer(self) -> str:
+        return self.short or self.label
+
+    @property
+    def target(self) -> str:
+        """The action string a main-screen binding runs."""
+        return f"app.{self.action}" if self.app_wide else self.action
+
+
+# Default keys. Avoid ctrl+m, ctrl+i, ctrl+h (terminals send Enter, Tab, Backspace),
+# ctrl+b (tmux) and the keys the prompt's TextArea uses (ctrl+a/c/d/e/k/u/v/w/x/y/z, f6/f7).
+KEY_ACTIONS = (
+    KeyAction("help", "f1", "help", "Help", "show every key", app_wide=True),
+    KeyAction("new_session", "ctrl+n", "new_session", "New session", "start a new session",
+              short="New"),
+    KeyAction("previous_session", "alt+up,ctrl+pageup", "previous_session", "Previous session",
+              "open the session above in the sidebar", show=False),
+    KeyAction("next_session", "alt+down,ctrl+pagedown", "next_session", "Next session",
+              "open the session below in the sidebar", show=False),
+    KeyAction("cycle_preset", "f2", "cycle_preset", "Preset",
+              "cycle to the next preset (the session remembers it)"),
+    KeyAction("pick_preset", "f3", "pick_preset", "Pick preset", "choose a preset from a list",
+              show=False),
+    KeyAction("cycle_model", "f4", "cycle_model", "Next model",
+              "cycle to the next model on this machine", show=False),
+    KeyAction("pick_model", "f5", "pick_model", "Pick model",
+              "choose a model: catalog, trained, or a folder path (the session remembers it)",
+              short="Model"),
+    KeyAction("undo_model_switch", "alt+z", "undo_model_switch", "Undo switch",
+              "go back to the model used before opening this session switched it", show=False),
+    KeyAction("settings", "ctrl+o", "settings", "Settings",
+              "this session's max tokens, temperature, top-k, top-p and seed"),
+    KeyAction("cancel", "escape", "cancel", "Cancel", "stop the reply (kept, saved as cancelled)"),
+    KeyAction("regenerate", "ctrl+r", "regenerate", "Regenerate", "write the last reply again",
+              short="Redo"),
+    KeyAction("continue", "ctrl+g", "continue_reply", "Continue", "continue the last reply"),
+    KeyAction("copy_reply", "ctrl+t", "copy_reply", "Copy", "copy the last reply",
+              show=False),
+    KeyAction("copy_turn", "alt+c", "copy_turn", "Copy a turn", "pick any turn to copy",
+              show=False),
+    KeyAction("search", "alt+f", "search", "Search", "search every session's text",
+              show=False),
+    KeyAction("export", "alt+e", "export", "Export",
+              "save the session as Markdown, JSON or plain text", show=False),
+    KeyAction("toggle_inspector", "ctrl+l", "toggle_inspector", "Inspector",
+              "show each new token's top candidates", show=False),
+    KeyAction("compare_presets", "ctrl+f", "compare_presets", "Compare",
+              "try 2-3 presets side by side (not saved)", show=False),
+    KeyAction("replay", "f8", "replay", "Replay", "replay the session with its timing",
+              show=False),
+    KeyAction("toggle_sidebar", "ctrl+s", "toggle_sidebar", "Sidebar",
+              "show or hide the sessions sidebar", show=False),
+    KeyAction("rename_session", "f9", "rename_session", "Rename session",
+              "rename the open session", show=False),
+    KeyAction("delete_session", "f10", "delete_session", "Delete session",
+              "delete the open session (asks first)", show=False),
+    KeyAction("pick_theme", "f11", "pick_theme", "Pick theme", "choose a colour theme",
+              show=False, app_wide=True),
+)
+BOUND_ELSEWHERE = (  # shown in help; not rebindable here
+    ("enter", "send the prompt"),
+    ("shift+enter, ctrl+j", "new line in the prompt"),
+    ("up / down (empty prompt)", "earlier prompts: this session's, then every session's"),
+    ("ctrl+p", "command palette: actions, presets, models, sessions, themes"),
+    ("ctrl+q", "quit"),
+    ("r / delete (sidebar)", "rename / delete the highlighted session"),
+)
+
+
+def default_keys() -> dict[str, str]:
+    """config.toml [keys] name -> default keys."""
+    return {a.id: a.keys for a in KEY_ACTIONS}
+
 
 MODIFIERS = ("ctrl", "shift", "alt", "meta", "super", "hyper")
 _NAMED = {k.value for k in Keys if "+" not in k.value and not k.value.startswith("<")}

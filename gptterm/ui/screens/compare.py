@@ -9,7 +9,7 @@ reply and closes. The app hands this screen the engine events of its requests.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from textual.app import ComposeResult
@@ -21,6 +21,7 @@ from textual.widgets import Label, Static
 
 from gptterm.presets import Preset
 from gptterm.protocol import (
+    Command,
     Cancel, Done, DropSession, Event, Failed, Generate, Reply, Segment, TextDelta, context_text,
     new_request_id,
 )
@@ -62,7 +63,8 @@ class CompareScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape", "close", "Close")]
 
     def __init__(self, context: Sequence[Segment], presets: Sequence[Preset], *, seed: int,
-                 max_new_tokens: int, session: str | None) -> None:
+                 max_new_tokens: int, session: str | None,
+                 send: Callable[[Command], None], clock: Callable[[], float]) -> None:
         super().__init__(classes="compare")
         self.context = tuple(context)
         self.prompt = context_text(self.context)
@@ -71,6 +73,8 @@ class CompareScreen(ModalScreen[None]):
         self.runs = [Run(p, f"compare:{session or 'new'}:{p.name}") for p in presets]
         self.current: Run | None = None
         self.closed = False
+        self.send = send  # to the engine
+        self.clock = clock  # arrival times for the live rate
 
     def compose(self) -> ComposeResult:
         names = " · ".join(run.preset.name for run in self.runs)
@@ -113,9 +117,9 @@ class CompareScreen(ModalScreen[None]):
         run.reply = Reply(new_request_id())
         run.state, run.stats = "writing", "writing…"
         self._show(run)
-        self.app.send(Generate(run.request_id, run.session_id,  # type: ignore[attr-defined]
-                               preset=run.preset, max_new_tokens=self.max_new_tokens,
-                               seed=self.seed, context=self.context))
+        self.send(Generate(run.request_id, run.session_id, preset=run.preset,
+                           max_new_tokens=self.max_new_tokens, seed=self.seed,
+                           context=self.context))
 
     def owns(self, event: Event) -> bool:
         """Whether `event` answers one of this screen's requests."""
@@ -124,8 +128,8 @@ class CompareScreen(ModalScreen[None]):
 
     def engine_event(self, event: Event) -> None:
         """An engine event for one of this screen's requests (the app routes them here)."""
-        run = next(r for r in self.runs if r.request_id == event.request_id)  # type: ignore
-        run.reply.apply(event, self.app.clock())  # type: ignore[attr-defined]
+        run = next(r for r in self.runs if r.request_id == getattr(event, "request_id", None))
+        run.reply.apply(event, self.clock())
         if isinstance(event, TextDelta):
             run.dirty = True
             return
@@ -170,7 +174,7 @@ class CompareScreen(ModalScreen[None]):
         if self.closed:
             return
         self.closed = True
-        send = self.app.send  # type: ignore[attr-defined]
+        send = self.send
         if self.current is not None and self.current.state == "writing":
             send(Cancel(self.current.request_id))
         for run in self.runs:

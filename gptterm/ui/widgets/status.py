@@ -1,11 +1,22 @@
-"""The status bar: model and device, preset, speed, time to first token, cache reuse, context."""
+"""The status bar: model and device, preset, speed, time to first token, cache reuse, context.
+
+Every figure belongs to the session on screen: `figures_of` reads them from the
+session's newest model turn (what its stats recorded), and the main screen replaces
+them live while a reply streams into that session. A bar too narrow for all of it
+drops the least important parts first (`PRIORITY`), so the model, the context fill
+and the reuse stay visible at 60 columns.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
+from rich.cells import cell_len
 from textual.content import Content
-from textual.widgets import Static
+from textual.widget import Widget
+
+SEPARATOR = " │ "
 
 
 @dataclass(frozen=True)
@@ -20,16 +31,49 @@ class StatusInfo:
     load_message: str = ""
     generating: bool = False
     cancelling: bool = False
+    # The session's figures (FIGURES): from its newest reply, or the one streaming.
     tok_s: float | None = None
     ttft: float | None = None
     reused: int | None = None
     context: int | None = None
-    n_ctx: int | None = None
     out_of_window: int = 0  # tokens of the oldest text the model no longer sees
+    seed: int | None = None
+    n_ctx: int | None = None
 
 
-class StatusBar(Static):
+FIGURES = ("tok_s", "ttft", "reused", "context", "out_of_window", "seed")
+NO_FIGURES: dict[str, Any] = {"tok_s": None, "ttft": None, "reused": None, "context": None,
+                              "out_of_window": 0, "seed": None}
+
+
+def figures_of(turn: Any) -> dict[str, Any]:
+    """The status figures a stored model turn recorded (all unknown for None)."""
+    if turn is None:
+        return dict(NO_FIGURES)
+    stats = turn.stats
+
+    def number(key: str) -> Any:
+        value = stats.get(key)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    context = number("context_tokens")
+    window_end = number("window_end")
+    return {"tok_s": number("tokens_per_second"), "ttft": number("ttft"),
+            "reused": number("reused_tokens"), "context": context or None,
+            "out_of_window": int(window_end if window_end is not None
+                                 else number("window_start") or 0),
+            "seed": turn.seed}
+
+
+# Lower numbers stay longest when the bar is narrow.
+PRIORITY = {"model": 0, "loading": 0, "context": 1, "state": 1, "reused": 2, "preset": 3,
+            "tok_s": 4, "ttft": 5, "seed": 6}
+
+
+class StatusBar(Widget):
     """One line of state; `info` is replaced as a whole, then redrawn."""
+
+    DEFAULT_CSS = "StatusBar { height: 1; }"
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -39,36 +83,54 @@ class StatusBar(Static):
         info = replace(self.info, **changes)
         if info != self.info:
             self.info = info
-            self.update(self.render_info(), layout=False)  # one line, always: no relayout
+            self.refresh()  # one line, always: no relayout
 
-    def render_info(self) -> Content:
+    def render(self) -> Content:
+        return self.render_info(self.content_region.width or 10_000)
+
+    def parts(self) -> list[tuple[str, Content]]:
+        """(kind, text) of every part, in the order shown."""
         i = self.info
-        parts: list[Content] = []
+        parts: list[tuple[str, Content]] = []
         if i.model:
             dev = f" ({i.device})" if i.device else ""
-            parts.append(Content.assemble(("● ", "$success"), (i.model, "bold"), dev))
+            parts.append(("model", Content.assemble(("● ", "$success"), (i.model, "bold"), dev)))
         elif not i.loading:
-            parts.append(Content.styled("○ no model", "$warning"))
+            parts.append(("model", Content.styled("○ no model", "$warning")))
         if i.loading:
             msg = f" {i.load_message}" if i.load_message else ""
-            parts.append(Content.styled(
-                f"◌ loading {i.loading} {i.load_fraction:.0%}{msg}", "$warning"))
-        parts.append(Content.assemble(("preset ", "dim"), (i.preset or "-", "bold")))
+            parts.append(("loading", Content.styled(
+                f"◌ loading {i.loading} {i.load_fraction:.0%}{msg}", "$warning")))
+        parts.append(("preset", Content.assemble(("preset ", "dim"), (i.preset or "-", "bold"))))
         if i.cancelling:
-            parts.append(Content.styled("cancelling…", "$warning"))
+            parts.append(("state", Content.styled("cancelling…", "$warning")))
         elif i.generating:
-            parts.append(Content.styled("writing…", "$accent"))
+            parts.append(("state", Content.styled("writing…", "$accent")))
         if i.tok_s is not None:
-            parts.append(Content(f"{i.tok_s:.1f} tok/s"))
+            parts.append(("tok_s", Content(f"{i.tok_s:.1f} tok/s")))
         if i.ttft is not None:
-            parts.append(Content(f"TTFT {i.ttft * 1000:.0f} ms"))
+            parts.append(("ttft", Content(f"TTFT {i.ttft * 1000:.0f} ms")))
         if i.reused is not None:
-            parts.append(Content(f"reused {i.reused}"))
+            parts.append(("reused", Content(f"reused {i.reused}")))
+        limit = f"/{i.n_ctx}" if i.n_ctx else ""
         if i.context is not None:
-            limit = f"/{i.n_ctx}" if i.n_ctx else ""
-            parts.append(Content(f"ctx {i.context}{limit}"))
+            ctx = Content(f"ctx {i.context}{limit}")
             if i.out_of_window:  # the marker: this much of the oldest text is cut off
-                parts[-1] = Content.assemble(parts[-1], (f" ✂{i.out_of_window}", "$warning"))
+                ctx = Content.assemble(ctx, (f" ✂{i.out_of_window}", "$warning"))
+            parts.append(("context", ctx))
         elif i.n_ctx:
-            parts.append(Content(f"ctx 0/{i.n_ctx}"))
-        return Content(" │ ").join(parts)
+            parts.append(("context", Content(f"ctx 0{limit}")))
+        if i.seed is not None:
+            parts.append(("seed", Content.styled(f"seed {i.seed}", "dim")))
+        return parts
+
+    def render_info(self, width: int = 10_000) -> Content:
+        parts = self.parts()
+        while len(parts) > 1 and _width(parts) > width:
+            drop = max(range(len(parts)), key=lambda n: (PRIORITY[parts[n][0]], n))
+            parts.pop(drop)
+        return Content(SEPARATOR).join(text for _, text in parts)
+
+
+def _width(parts: list[tuple[str, Content]]) -> int:
+    return sum(cell_len(text.plain) for _, text in parts) + cell_len(SEPARATOR) * (len(parts) - 1)

@@ -60,8 +60,10 @@ class TurnView(Vertical):
     """
 
     def __init__(self, role: str, text: str = "", status: str = "complete",
-                 note: str = "") -> None:
+                 note: str = "", *, turn_id: int | None = None, seed: int | None = None) -> None:
         self.role = role
+        self.turn_id = turn_id  # the stored turn (None: not stored yet, or a draft)
+        self.seed = seed  # a reply's seed, shown so a good one can be reproduced
         self.text = ""
         self.status = status
         self.note = note
@@ -80,6 +82,8 @@ class TurnView(Vertical):
             text = "…" if self.role == "model" else ""
         body = Content(inert(text))
         mark = self.note or _STATUS_MARK.get(self.status, "")
+        if self.seed is not None and self.role == "model":
+            mark = f"{mark} · seed {self.seed}" if mark else f"seed {self.seed}"
         if mark:
             body = Content.assemble(body, ("  " + mark, "dim italic"))
         return body
@@ -133,7 +137,11 @@ class TurnView(Vertical):
 
 
 PAGE_TURNS = 50  # turns shown when a session opens, and read per "earlier turns" request
-Row = tuple[str, str, str]  # (role, text, status) of one turn to show
+Row = paging.TurnLine  # one turn to show
+
+
+def _view(row: paging.TurnLine) -> TurnView:
+    return TurnView(row.role, row.text, row.status, turn_id=row.id, seed=row.seed)
 
 
 class TurnPages:
@@ -154,7 +162,7 @@ class TurnPages:
             self.remaining = paging.count_before(self.store, self.session_id, self.first)
         else:
             self.remaining = 0
-        return [(t.role, t.text, t.status) for t in lines if t.id != self.skip_id]
+        return [t for t in lines if t.id != self.skip_id]
 
 
 class EarlierTurns(Static):
@@ -204,7 +212,7 @@ class Transcript(VerticalScroll):
         self.pages = pages
         rows = pages.earlier() if pages is not None else []
         widgets: list[Static | TurnView] = [EarlierTurns()] if pages and pages.remaining else []
-        widgets += [TurnView(role, text, status) for role, text, status in rows]
+        widgets += [_view(row) for row in rows]
         if widgets:
             self.mount_all(widgets)
         self._count_earlier()
@@ -227,7 +235,7 @@ class Transcript(VerticalScroll):
         if self.pages is None or not self.pages.remaining:
             return
         views = self.views
-        new = [TurnView(role, text, status) for role, text, status in self.pages.earlier()]
+        new = [_view(row) for row in self.pages.earlier()]
         if new and views:
             self.mount_all(new, before=views[0])
         elif new:
@@ -237,10 +245,28 @@ class Transcript(VerticalScroll):
             self.release_anchor()
             self.call_after_refresh(self.scroll_to_widget, views[0], top=True, animate=False)
 
-    def add_turn(self, role: str, text: str = "", status: str = "complete") -> TurnView:
-        view = TurnView(role, text, status)
+    def add_turn(self, role: str, text: str = "", status: str = "complete", *,
+                 seed: int | None = None) -> TurnView:
+        view = TurnView(role, text, status, seed=seed)
         self.mount(view)
         return view
+
+    def reveal(self, turn_id: int) -> bool:
+        """Scroll to the stored turn `turn_id`, reading earlier pages until it is shown, and
+        mark it; False when the session does not hold it."""
+        while (view := self._view_of(turn_id)) is None:
+            if self.pages is None or not self.pages.remaining:
+                return False
+            self.show_earlier()
+        self.release_anchor()
+        for other in self.query(".-found"):
+            other.remove_class("-found")
+        view.add_class("-found")
+        self.call_after_refresh(self.scroll_to_widget, view, top=True, animate=False)
+        return True
+
+    def _view_of(self, turn_id: int) -> TurnView | None:
+        return next((v for v in self.views if v.turn_id == turn_id), None)
 
     @property
     def views(self) -> list[TurnView]:
