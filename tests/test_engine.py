@@ -162,3 +162,13 @@ def test_stop_string_ends_with_reason_stop_and_is_hidden(client):
     done, _, cut, _ = run(client, "To be, or", preset, max_new=30, session="stopped")
     assert done.reason == "stop"
     assert stop not in cut and cut == text[: text.index(stop)]
+
+
+@pytest.mark.parametrize("preset", [GREEDY, Preset(name="beam", method="beam", num_beams=3)])
+def test_done_counts_the_window_with_the_reply(client, preset):
+    """Done.context_tokens is what the window holds after the reply (the status bar's ctx):
+    the prompt and the reply, for beam search (which decodes on copies of the cache) too."""
+    done, _, _, started = run(client, "To be, or not to be", preset=preset, max_new=8,
+                              session=preset.name)
+    assert done.n_tokens > 0
+    assert done.context_tokens == started.prompt_tokens + done.n_tokens

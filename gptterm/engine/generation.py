@@ -193,10 +193,10 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
         tokens.close()
         sink.finish()
         n_tokens = sink.n_tokens
-    # Beam search decodes on copies of the cache: the entry still holds just the window
-    # the reply followed, and the reply joins it on the next turn.
-    in_window = len(entry.ids) if preset.method != "beam" else min(len(ids) + n_tokens,
-                                                                     lm.n_ctx)
+    # The window at the end: from where it starts now (sliding may have moved it) to the
+    # end of the reply. Not len(entry.ids): the cache lacks the last token until the next
+    # turn feeds it, and beam search decodes on copies of the cache.
+    in_window = min(len(full) + n_tokens - entry.offset, lm.n_ctx)
     emit(Done(command.request_id, reason, n_tokens, time.perf_counter() - t0, ttft,
               in_window, entry.offset, max_new))
 
