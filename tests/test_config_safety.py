@@ -18,7 +18,7 @@ async def test_a_config_with_a_typo_survives_a_model_load_byte_for_byte(ui_env):
     app = make_app(engine_factory=Engines().factory())
     async with app.run_test() as pilot:
         await ready(pilot)
-        app.action_toggle_sidebar()
+        app.main.action_toggle_sidebar()
         await until(pilot, lambda: any("not saved" in n for n in notifications(app)))
         said = [n for n in notifications(app) if "not saved" in n]
         assert len(said) == 1 and "\n" not in said[0]

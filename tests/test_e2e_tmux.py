@@ -80,7 +80,8 @@ def test_type_stream_cancel_quit_and_the_session_is_stored(tmp_path, long_model_
         keys("Escape")
         # Wait for what must appear, not for what must go: a capture taken while the
         # terminal is mid-frame on a busy machine can lack any line.
-        wait_for(lambda: "⏹ cancelled" in screen(), 30, "the cancelled mark")
+        # The mark may wrap after its symbol: look for the word.
+        wait_for(lambda: "cancelled" in screen(), 30, "the cancelled mark")
         keys("C-q")
         wait_for(exit_file.is_file, 20, "gptterm to quit")
         assert exit_file.read_text().strip() == "0"
@@ -97,3 +98,96 @@ def test_type_stream_cancel_quit_and_the_session_is_stored(tmp_path, long_model_
         assert reply.role == "model" and reply.status == "cancelled"
         assert reply.text and reply.chunks and reply.seed is not None
         assert reply.preset["name"] == "long" and 0 < reply.stats["n_tokens"] < 4000
+
+
+@pytest.mark.slow
+def test_two_sessions_on_two_models_each_keep_their_own(tmp_path, long_model_dir,
+                                                         tiny_model_dir):
+    """A writer's afternoon in short: a session on one model, a second on another picked
+    by path in F5, back and forth with Alt+Up/Down. Each session continues on its own
+    model, and the status bar shows that session's model and figures."""
+    assert shutil.which("tmux"), "tmux is needed for this test (apt-get install tmux)"
+    long_path, tiny_path = str(long_model_dir), str(tiny_model_dir)
+    data, conf = tmp_path / "data", tmp_path / "config"
+    (conf / "presets").mkdir(parents=True)
+    (conf / "presets" / "short.toml").write_text('method = "greedy"\nmax_new_tokens = 6\n')
+    exit_file = tmp_path / "exit-code"
+    env = {**os.environ, "GPTTERM_DATA_DIR": str(data), "GPTTERM_CONFIG_DIR": str(conf),
+           "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color"}
+    socket = f"gptterm-e2e2-{os.getpid()}"
+    tmux = ["tmux", "-L", socket]
+    command = f"'{SCRIPT}' --model '{long_path}' --preset short; echo $? > '{exit_file}'"
+    subprocess.run([*tmux, "new-session", "-d", "-s", "e2e", "-x", "120", "-y", "32",
+                    command], env=env, check=True)
+
+    def screen() -> str:
+        out = subprocess.run([*tmux, "capture-pane", "-p", "-t", "e2e"], capture_output=True,
+                             text=True, check=False)
+        return out.stdout
+
+    def keys(*k: str) -> None:
+        subprocess.run([*tmux, "send-keys", "-t", "e2e", *k], check=True)
+
+    def bar() -> str:
+        """The status bar line once no reply is being written and no model loads."""
+        line = next((x for x in screen().splitlines() if "│ preset" in x), "")
+        return "" if "writing" in line or "loading" in line else line
+
+    def ctx_of(line: str) -> str:
+        found = re.search(r"ctx (\d+/\d+)", line)
+        return found.group(1) if found else ""
+
+    def written(model: str, window: int):
+        """Wait for a finished reply on `model`: the bar names it and a ctx over its window."""
+        return wait_for(lambda: (line := bar()) and f"● {model} " in line
+                        and ctx_of(line).endswith(f"/{window}") and not
+                        ctx_of(line).startswith("0/") and line, 60, f"a reply on {model}")
+
+    try:
+        wait_for(lambda: "Write a beginning" in screen(), 20, "the prompt box")
+        wait_for(lambda: "● tiny-long " in bar(), 60, "the first model to load")
+        keys("-l", "Hello there")
+        keys("Enter")
+        first_bar = written("tiny-long", 8192)
+        # A second session on another model, picked by its path.
+        keys("C-n")
+        wait_for(lambda: "ctx 0/8192" in bar(), 20, "an empty new session")
+        keys("F5")
+        wait_for(lambda: "a folder…" in screen(), 20, "the model picker")
+        keys("End", "Enter")
+        wait_for(lambda: "Model folder" in screen(), 20, "the folder question")
+        keys("-l", tiny_path)
+        keys("Enter")
+        wait_for(lambda: "● tiny-gpt2 " in bar(), 60, "the second model to load")
+        keys("-l", "Second story")
+        keys("Enter")
+        second_bar = written("tiny-gpt2", 128)
+        # Back to the first session (below the new one in the sidebar): its model, its figures.
+        keys("M-Down")
+        back_bar = written("tiny-long", 8192)
+        assert ctx_of(back_bar) == ctx_of(first_bar)
+        wait_for(lambda: "Switched to tiny-long" in screen(), 20, "the switch notice")
+        keys("-l", " and more")
+        keys("Enter")
+        wait_for(lambda: ctx_of(bar()) not in ("", ctx_of(first_bar)), 60, "a longer context")
+        keys("M-Up")
+        again = written("tiny-gpt2", 128)
+        assert ctx_of(again) == ctx_of(second_bar)
+        keys("C-q")
+        wait_for(exit_file.is_file, 20, "gptterm to quit")
+        assert exit_file.read_text().strip() == "0"
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True, check=False)
+
+    from gptterm.store import Store
+
+    with Store(data / "sessions.db") as store:
+        by_title = {s.title: s for s in store.list_sessions()}
+        first, second = by_title["Hello there"], by_title["Second story"]
+        assert first.model == long_path and second.model == tiny_path
+        first_turns, second_turns = store.turns(first.id), store.turns(second.id)
+        assert [t.model for t in first_turns if t.role == "model"] == [long_path, long_path]
+        assert [t.model for t in second_turns if t.role == "model"] == [tiny_path]
+        assert first_turns[-2].text.endswith(" and more")
+        # The figures shown were the sessions' own, as stored with their last replies.
+        assert ctx_of(again) == f"{second_turns[-1].stats['context_tokens']}/128"

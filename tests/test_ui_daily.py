@@ -116,10 +116,11 @@ async def test_a_session_keeps_its_model_and_preset_and_undo_goes_back(ui_env, t
         await ready(pilot)
         assert engines2.one.sent_commands(LoadModel)[0].name == korean
     engines3 = Engines()
-    app3 = make_app(english, engine_factory=engines3.factory())
+    app3 = make_app(english, "gamma", engine_factory=engines3.factory())
     async with app3.run_test(size=SIZE) as pilot:
         await ready(pilot)
         assert [c.name for c in engines3.one.sent_commands(LoadModel)] == [english]
+        assert app3.main.preset_name == "gamma"
 
 
 async def test_a_session_whose_model_is_gone_stays_on_the_current_one(ui_env, tmp_path):

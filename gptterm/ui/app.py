@@ -76,6 +76,8 @@ class GptTermApp(App[None]):
         self._preset_problems: set[str] = set()
         self.reload_presets(notify=False)
         self._initial_preset_name = self._initial_preset(preset)
+        # `--preset` given: it wins over the preset of the session that opens at start.
+        self.preset_explicit = preset is not None and preset in self.presets
         self.model_name: str | None = None  # loaded and in use
         self.loading_model: str | None = None
         # `--model` given: it wins over the model of the session that opens at start.

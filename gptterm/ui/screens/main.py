@@ -256,7 +256,9 @@ class MainScreen(Screen[None]):
         """Take the opened session's preset and model (a model switch is announced)."""
         if session is None:
             return
-        if session.preset and session.preset in self.app.presets:
+        if startup and self.app.preset_explicit:
+            self.set_preset(self.preset_name)  # and the session remembers it
+        elif session.preset and session.preset in self.app.presets:
             self.preset_name = session.preset
             self.status.set(preset=session.preset)
         wanted, current = session.model, self.app.current_model
