@@ -32,35 +32,52 @@ def wait_for(condition, timeout: float, what: str):
         time.sleep(0.1)
 
 
-@pytest.mark.slow
-def test_type_stream_cancel_quit_and_the_session_is_stored(tmp_path, long_model_dir):
-    assert shutil.which("tmux"), "tmux is needed for this test (apt-get install tmux)"
-    assert SCRIPT.is_file(), f"{SCRIPT} missing: pip install -e . first"
-    # A reply may use half the window: a model with a long window, so Esc stops it midway.
-    model = str(long_model_dir)
-    data, conf = tmp_path / "data", tmp_path / "config"
-    (conf / "presets").mkdir(parents=True)
-    # A long reply, so that Esc stops it midway.
-    (conf / "presets" / "long.toml").write_text(
-        'description = "long sampled reply"\nmethod = "sample"\nmax_new_tokens = 4000\n'
-        'min_new_tokens = 4000\n')  # no early end-of-text
-    exit_file = tmp_path / "exit-code"
-    env = {**os.environ, "GPTTERM_DATA_DIR": str(data), "GPTTERM_CONFIG_DIR": str(conf),
-           "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color"}
-    socket = f"gptterm-e2e-{os.getpid()}"
-    tmux = ["tmux", "-L", socket]
-    command = f"'{SCRIPT}' tui --model '{model}' --preset long; echo $? > '{exit_file}'"
-    subprocess.run([*tmux, "new-session", "-d", "-s", "e2e", "-x", "100", "-y", "30",
-                    command], env=env, check=True)
+class Terminal:
+    """`gptterm ARGS` in a detached tmux of its own, with a temp data and config dir."""
 
-    def screen() -> str:
-        out = subprocess.run([*tmux, "capture-pane", "-p", "-t", "e2e"], capture_output=True,
-                             text=True, check=False)
+    def __init__(self, tmp_path: Path, args: str, size: tuple[int, int], presets: dict):
+        assert shutil.which("tmux"), "tmux is needed for this test (apt-get install tmux)"
+        assert SCRIPT.is_file(), f"{SCRIPT} missing: pip install -e . first"
+        self.data, conf = tmp_path / "data", tmp_path / "config"
+        (conf / "presets").mkdir(parents=True)
+        for name, text in presets.items():
+            (conf / "presets" / f"{name}.toml").write_text(text)
+        self.exit_file = tmp_path / "exit-code"
+        env = {**os.environ, "GPTTERM_DATA_DIR": str(self.data),
+               "GPTTERM_CONFIG_DIR": str(conf), "HF_HUB_OFFLINE": "1",
+               "TERM": "xterm-256color"}
+        self.tmux = ["tmux", "-L", f"gptterm-e2e-{os.getpid()}-{tmp_path.name}"]
+        command = f"'{SCRIPT}' {args}; echo $? > '{self.exit_file}'"
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", "e2e", "-x", str(size[0]),
+                        "-y", str(size[1]), command], env=env, check=True)
+
+    def screen(self) -> str:
+        out = subprocess.run([*self.tmux, "capture-pane", "-p", "-t", "e2e"],
+                             capture_output=True, text=True, check=False)
         return out.stdout
 
-    def keys(*k: str) -> None:
-        subprocess.run([*tmux, "send-keys", "-t", "e2e", *k], check=True)
+    def keys(self, *k: str) -> None:
+        subprocess.run([*self.tmux, "send-keys", "-t", "e2e", *k], check=True)
 
+    def quit(self) -> None:
+        """Ctrl+Q, and the app must exit with 0."""
+        self.keys("C-q")
+        wait_for(self.exit_file.is_file, 20, "gptterm to quit")
+        assert self.exit_file.read_text().strip() == "0"
+
+    def close(self) -> None:
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True, check=False)
+
+
+@pytest.mark.slow
+def test_type_stream_cancel_quit_and_the_session_is_stored(tmp_path, long_model_dir):
+    # A reply may use half the window: a model with a long window, so Esc stops it midway.
+    # A long reply (no early end-of-text), so that Esc stops it midway.
+    long = ('description = "long sampled reply"\nmethod = "sample"\nmax_new_tokens = 4000\n'
+            'min_new_tokens = 4000\n')
+    term = Terminal(tmp_path, f"tui --model '{long_model_dir}' --preset long", (100, 30),
+                    {"long": long})
+    screen, keys, data = term.screen, term.keys, term.data
     try:
         wait_for(lambda: "Write a beginning" in screen(), 20, "the prompt box")
         wait_for(lambda: re.search(r"● \S+ \(\w+\)", screen()), 60, "the model to load")
@@ -69,8 +86,9 @@ def test_type_stream_cancel_quit_and_the_session_is_stored(tmp_path, long_model_
         wait_for(lambda: "writing…" in screen(), 20, "the reply to start")
 
         def streamed() -> str:
+            """The reply's text on screen (the prompt may have scrolled off the top)."""
             lines = screen().splitlines()
-            start = next(i for i, line in enumerate(lines) if "▌ To be, or not" in line)
+            start = next((i for i, line in enumerate(lines) if "▌ To be, or not" in line), -1)
             reply = "".join(line.split("▕", 1)[-1].strip() for line in lines[start + 1:]
                             if "▔▔▔" not in line and "Write a beginning" not in line
                             and "│ preset" not in line and "f1 Help" not in line)
@@ -82,11 +100,9 @@ def test_type_stream_cancel_quit_and_the_session_is_stored(tmp_path, long_model_
         # terminal is mid-frame on a busy machine can lack any line.
         # The mark may wrap after its symbol: look for the word.
         wait_for(lambda: "cancelled" in screen(), 30, "the cancelled mark")
-        keys("C-q")
-        wait_for(exit_file.is_file, 20, "gptterm to quit")
-        assert exit_file.read_text().strip() == "0"
+        term.quit()
     finally:
-        subprocess.run([*tmux, "kill-server"], capture_output=True, check=False)
+        term.close()
 
     from gptterm.store import Store
 
@@ -106,27 +122,10 @@ def test_two_sessions_on_two_models_each_keep_their_own(tmp_path, long_model_dir
     """A writer's afternoon in short: a session on one model, a second on another picked
     by path in F5, back and forth with Alt+Up/Down. Each session continues on its own
     model, and the status bar shows that session's model and figures."""
-    assert shutil.which("tmux"), "tmux is needed for this test (apt-get install tmux)"
     long_path, tiny_path = str(long_model_dir), str(tiny_model_dir)
-    data, conf = tmp_path / "data", tmp_path / "config"
-    (conf / "presets").mkdir(parents=True)
-    (conf / "presets" / "short.toml").write_text('method = "greedy"\nmax_new_tokens = 6\n')
-    exit_file = tmp_path / "exit-code"
-    env = {**os.environ, "GPTTERM_DATA_DIR": str(data), "GPTTERM_CONFIG_DIR": str(conf),
-           "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color"}
-    socket = f"gptterm-e2e2-{os.getpid()}"
-    tmux = ["tmux", "-L", socket]
-    command = f"'{SCRIPT}' --model '{long_path}' --preset short; echo $? > '{exit_file}'"
-    subprocess.run([*tmux, "new-session", "-d", "-s", "e2e", "-x", "120", "-y", "32",
-                    command], env=env, check=True)
-
-    def screen() -> str:
-        out = subprocess.run([*tmux, "capture-pane", "-p", "-t", "e2e"], capture_output=True,
-                             text=True, check=False)
-        return out.stdout
-
-    def keys(*k: str) -> None:
-        subprocess.run([*tmux, "send-keys", "-t", "e2e", *k], check=True)
+    term = Terminal(tmp_path, f"--model '{long_path}' --preset short", (120, 32),
+                    {"short": 'method = "greedy"\nmax_new_tokens = 6\n'})
+    screen, keys, data = term.screen, term.keys, term.data
 
     def bar() -> str:
         """The status bar line once no reply is being written and no model loads."""
@@ -173,11 +172,9 @@ def test_two_sessions_on_two_models_each_keep_their_own(tmp_path, long_model_dir
         keys("M-Up")
         again = written("tiny-gpt2", 128)
         assert ctx_of(again) == ctx_of(second_bar)
-        keys("C-q")
-        wait_for(exit_file.is_file, 20, "gptterm to quit")
-        assert exit_file.read_text().strip() == "0"
+        term.quit()
     finally:
-        subprocess.run([*tmux, "kill-server"], capture_output=True, check=False)
+        term.close()
 
     from gptterm.store import Store
 
