@@ -14,6 +14,13 @@ preset, session and theme, plus key rebindings:
     new_session = "ctrl+n"
     cycle_preset = "f2,ctrl+right"
 
+    [backends.gpu-box]              # a model server: --model remote:gpu-box
+    url = "http://127.0.0.1:8080"
+    flavor = "auto"                 # auto | llama.cpp | vllm | sglang | tgi | ollama | openai
+    model = "gpt2-xl"               # the server's model id (optional)
+    api_key_env = "GPU_BOX_KEY"     # an environment variable holding a bearer token (optional)
+    lenient = false                 # drop preset fields the server cannot honour (optional)
+
 Loading never raises: a broken file or field gives one problem line each (the UI
 shows them in a notification) and the defaults for what could not be read.
 
@@ -37,12 +44,26 @@ from gptterm.tomlfiles import one_line, show_value
 
 CONFIG_NAME = "config.toml"
 _STRINGS = ("model", "preset", "session", "theme")
-_KNOWN_KEYS = (*_STRINGS, "sidebar", "threads", "keys")
+_KNOWN_KEYS = (*_STRINGS, "sidebar", "threads", "keys", "backends")
 THREADS_MAX = 256
+BACKEND_FLAVORS = ("auto", "llama.cpp", "vllm", "sglang", "tgi", "ollama", "openai")
+_BACKEND_KEYS = ("url", "flavor", "model", "api_key_env", "lenient")
 
 
 class SettingsNotSaved(Exception):
     """config.toml was not written; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """One `[backends.NAME]` table: a model server (see gptterm.remote)."""
+
+    name: str
+    url: str
+    flavor: str = "auto"
+    model: str | None = None
+    api_key_env: str | None = None
+    lenient: bool = False
 
 
 @dataclass
@@ -56,6 +77,7 @@ class Settings:
     sidebar: bool = True
     threads: int | None = None  # CPU threads for the engine; None: the library default
     keys: dict[str, str] = field(default_factory=dict)  # action id -> "key,key"
+    backends: dict[str, BackendConfig] = field(default_factory=dict)  # never written back
     # Where these values came from, not settings: the values as read (what a save diffs
     # against; None when not read from a file) and the blocking problems of that read.
     loaded: dict[str, Any] | None = field(default=None, compare=False, repr=False)
@@ -103,6 +125,8 @@ def _read(data: dict[str, Any], where: Path) -> tuple[Settings, list[str], list[
                            f"to {THREADS_MAX}")
         elif key == "keys":
             _read_keys(value, settings, bad, where)
+        elif key == "backends":
+            _read_backends(value, settings, bad, where)
         else:
             notes.append(f"{where}: unknown key {show_value(key)}: expected one of "
                          f"{', '.join(_KNOWN_KEYS)}")
@@ -126,6 +150,45 @@ def _read_keys(value: Any, settings: Settings, bad: list[str], where: Path) -> N
         else:
             bad.append(f"{where}: keys.{show_value(action)[1:-1]} = {show_value(keys)}: expected a key like "
                        "\"ctrl+n\"")
+
+
+def _read_backends(value: Any, settings: Settings, bad: list[str], where: Path) -> None:
+    """`[backends.NAME]` tables; each bad one is a problem line and is left out."""
+    if not isinstance(value, dict):
+        bad.append(f"{where}: backends: expected tables like [backends.NAME] with a url")
+        return
+    for name, table in value.items():
+        at = f"{where}: backends.{show_value(name)[1:-1]}"
+        if not isinstance(table, dict):
+            bad.append(f"{at}: expected a table with url = \"http://...\"")
+            continue
+        problem = _backend_problem(table)
+        if problem:
+            bad.append(f"{at}: {problem}")
+            continue
+        settings.backends[name] = BackendConfig(
+            name, table["url"], table.get("flavor", "auto"), table.get("model"),
+            table.get("api_key_env"), table.get("lenient", False))
+
+
+def _backend_problem(table: dict[str, Any]) -> str | None:
+    """What is wrong with one backend table (None: nothing)."""
+    for key in table:
+        if key not in _BACKEND_KEYS:
+            return f"unknown key {show_value(key)}: expected one of {', '.join(_BACKEND_KEYS)}"
+    url = table.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")) \
+            or len(url) <= len("https://"):
+        return f"url = {show_value(url)}: expected an http:// or https:// URL"
+    flavor = table.get("flavor", "auto")
+    if flavor not in BACKEND_FLAVORS:
+        return f"flavor = {show_value(flavor)}: expected one of {' | '.join(BACKEND_FLAVORS)}"
+    for key in ("model", "api_key_env"):
+        if key in table and (not isinstance(table[key], str) or not table[key]):
+            return f"{key} = {show_value(table[key])}: expected a non-empty string"
+    if not isinstance(table.get("lenient", False), bool):
+        return f"lenient = {show_value(table['lenient'])}: expected true or false"
+    return None
 
 
 def _parse(path: Path) -> tuple[str | None, dict[str, Any], list[str]]:

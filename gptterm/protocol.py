@@ -114,12 +114,27 @@ class ModelLoading:
 
 
 @dataclass(frozen=True)
+class Backend:
+    """The server a remote model runs on: its flavour (llama.cpp, vllm, ...), its version
+    ("" when it does not say) and its URL without credentials."""
+
+    flavor: str
+    version: str
+    url: str
+
+    def describe(self) -> str:
+        version = f" {self.version}" if self.version else ""
+        return f"{self.flavor}{version} at {self.url}"
+
+
+@dataclass(frozen=True)
 class ModelLoaded:
-    """A model is ready."""
+    """A model is ready. `backend` names the server of a remote model (None: in-process)."""
 
     name: str
     device: str
     n_ctx: int
+    backend: Backend | None = None
 
 
 @dataclass(frozen=True)
@@ -141,11 +156,15 @@ class Started:
     (`requested_max_new_tokens` is what was asked). `tokenized`: (segment index, ids)
     for each segment that came without ids, in order. `context_sha`: a hash of
     the window's token ids, so a re-run can check it starts from the same place.
+    A remote engine may not know everything: `reused_tokens` is then None, and
+    `prompt_tokens` 0 (Done says None there). `backend`: the server that generates (None:
+    in-process); `dropped`: preset fields it cannot honour that a lenient request left
+    out, as "field = value".
     """
 
     request_id: str
     prompt_tokens: int
-    reused_tokens: int
+    reused_tokens: int | None
     window_start: int = 0
     dropped_tokens: int = 0
     max_new_tokens: int = 0
@@ -153,6 +172,8 @@ class Started:
     tokenized: tuple[tuple[int, tuple[int, ...]], ...] = ()
     context_sha: str = ""
     n_ctx: int = 0
+    backend: Backend | None = None
+    dropped: tuple[str, ...] = ()
 
     @property
     def capped(self) -> bool:
@@ -166,7 +187,11 @@ class TextDelta:
 
     `replace` is True when `text` replaces the whole reply so far (beam search
     shows its current best hypothesis). `alternatives` holds, per token in
-    `token_ids`, the top candidates as (text, probability) when inspection is on.
+    `token_ids`, the top candidates as (text, probability) when inspection is on;
+    `distribution` says which probabilities they are: "final" (what the sampler drew
+    from, after every filter) or "raw" (the model's softmax, before any). A server may
+    not report token ids: `token_ids` is then empty, and `alternatives` has one entry
+    per token all the same.
     """
 
     request_id: str
@@ -174,6 +199,7 @@ class TextDelta:
     token_ids: tuple[int, ...] = ()
     alternatives: tuple[tuple[tuple[str, float], ...], ...] = ()
     replace: bool = False
+    distribution: Literal["final", "raw"] = "final"
 
 
 DoneReason = Literal["eos", "length", "stop", "cancelled"]
@@ -186,7 +212,10 @@ class Done:
     `seconds` runs from the request's start to its end, `ttft` to the first token.
     `context_tokens`: tokens in the window at the end (context plus reply).
     `window_start`: where the window starts at the end (it moves when a long reply
-    slides it). `max_new_tokens`: the effective limit.
+    slides it). `max_new_tokens`: the effective limit. `prompt_tokens` and
+    `reused_tokens`: the context's tokens and how many of them came from a cache, as
+    Started said or (a remote engine) as the server reported at the end; None where
+    unknown.
     """
 
     request_id: str
@@ -197,6 +226,8 @@ class Done:
     context_tokens: int = 0
     window_start: int = 0
     max_new_tokens: int = 0
+    prompt_tokens: int | None = None
+    reused_tokens: int | None = None
 
 
 @dataclass(frozen=True)
