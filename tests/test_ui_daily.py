@@ -279,7 +279,7 @@ async def test_prompt_history_search_export_and_copy_a_turn(ui_env, tmp_path, mo
         await pilot.press("down", "down")
         assert app.main.prompt.text == ""
         # Search finds the other session's turn and opens it there.
-        await pilot.press("alt+f")
+        await pilot.press("alt+s")
         assert isinstance(app.screen, SearchScreen)
         walrus_session = app.store.search("walrus")[0][0].id
         walrus_turn = app.store.search("walrus")[0][1].id
@@ -316,3 +316,18 @@ async def test_the_prompt_box_counts_its_tokens_and_the_room_left(ui_env):
         subtitle = str(app.main.prompt.border_title)
         assert subtitle.startswith("2 tokens")  # the fake counts words
         assert f"{128 - 5 - 2} left" in subtitle
+
+
+async def test_alt_keys_from_a_real_terminal_run_their_action_and_type_nothing(ui_env):
+    """A terminal sends Alt+C as the character "c" with the alt flag (a pilot's press does
+    not): the prompt must not take the "c", the binding must run."""
+    from textual import events
+
+    app = make_app(engine_factory=Engines().factory())
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await send(pilot, "hello")
+        app.main.prompt.focus()
+        app.post_message(events.Key("alt+c", "c"))
+        await until(pilot, lambda: isinstance(app.screen, TurnPickerScreen))
+        assert app.main.prompt.text == ""

@@ -73,7 +73,7 @@ KEY_ACTIONS = (
               show=False),
     KeyAction("copy_turn", "alt+c", "copy_turn", "Copy a turn", "pick any turn to copy",
               show=False),
-    KeyAction("search", "alt+f", "search", "Search", "search every session's text",
+    KeyAction("search", "alt+s", "search", "Search", "search every session's text",
               show=False),
     KeyAction("export", "alt+e", "export", "Export",
               "save the session as Markdown, JSON or plain text", show=False),

@@ -47,6 +47,10 @@ class PromptArea(TextArea):
         elif (event.key == "up" and self._recall(-1)) or (
                 event.key == "down" and self._recall(+1)):
             self._consume(event)
+        elif event.key.startswith("alt+") and event.character:
+            # A terminal sends Alt+C as the character "c" with the alt flag: the app's
+            # Alt bindings get it, the text does not.
+            event.prevent_default()
 
     @staticmethod
     def _consume(event: events.Key) -> None:
