@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("prompt", metavar="PROMPT", help="the text to continue; - reads stdin")
-    p.add_argument("--model", help="catalog name, hub id or model folder (default: the "
+    p.add_argument("--model", help="catalog name, hub id, model folder, or a server: "
+                                   "http(s)://HOST:PORT or remote:NAME (default: the "
                                    "session's model, else the default model)")
     p.add_argument("--preset", help="sampler preset name, see `gptterm presets` (default: "
                                     "the session's preset, else the default preset)")
@@ -56,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "missing) and continue from its text")
     p.add_argument("--stats", action="store_true",
                    help="print tokens, ttft_ms, tok_per_s, reused on stderr at the end")
+    p.add_argument("--lenient", action="store_true",
+                   help="with a model on a server (--model URL or remote:NAME): drop the "
+                        "preset fields it cannot honour, with a warning, instead of refusing")
     p.set_defaults(func=run)
 
 
@@ -115,7 +119,8 @@ def event_json(event) -> dict | None:
     if isinstance(event, p.Done):
         return {"event": "done", "reason": event.reason, "n_tokens": event.n_tokens,
                 "seconds": round(event.seconds, 4), "ttft": round(event.ttft, 4),
-                "max_new_tokens": event.max_new_tokens}
+                "max_new_tokens": event.max_new_tokens, "prompt_tokens": event.prompt_tokens,
+                "reused_tokens": event.reused_tokens}
     if isinstance(event, p.Failed):
         return {"event": "failed", "error": event.error}
     return None
@@ -227,12 +232,14 @@ def _generate(args: argparse.Namespace, prompt: str, store, session) -> int:
     from gptterm.engine.threads import requested_threads
     from gptterm.protocol import Cancel, Failed, Generate, Reply, Started, new_request_id
     from gptterm.recorder import TurnRecorder, open_session, window_notices
+    from gptterm.remote.flavors import UnsupportedField
 
     preset = resolve_preset(args.preset, args.overrides, session)
     remembered = session.model if session is not None else None
     model = load_name(args.model or remembered or catalog.DEFAULT_MODEL)
     threads = requested_threads(args.threads)
-    with EngineClient(device=args.device, threads=threads) as client:
+    with EngineClient(device=args.device, threads=threads,
+                      lenient=getattr(args, "lenient", False)) as client:
         try:
             loaded = client.load(model, args.device)
         except ModelLoadError as exc:
@@ -247,6 +254,10 @@ def _generate(args: argparse.Namespace, prompt: str, store, session) -> int:
         # Always a concrete seed, so a stored turn can be re-run exactly (replay --verify).
         seed = next(s for s in (args.seed, preset.seed, random.randrange(2**31))
                     if s is not None)
+        try:  # a server that cannot honour the preset refuses before anything is stored
+            client.check(Generate("check", "cli", prompt, preset, args.max_new_tokens, seed))
+        except UnsupportedField as exc:
+            raise UsageError(str(exc)) from None
         recorder = None
         if store is not None:
             session_id = session.id if session is not None else open_session(store, args.session)
@@ -266,7 +277,7 @@ def _generate(args: argparse.Namespace, prompt: str, store, session) -> int:
             else:
                 reply.apply(event)
             if isinstance(event, Started):
-                for note in window_notices(event, catalog.resolve(loaded.name).label):
+                for note in window_notices(event, model_label(loaded.name)):
                     print(f"gptterm: {note}", file=sys.stderr)
             broken = printer.broken
             printer(event)
@@ -284,6 +295,7 @@ def _generate(args: argparse.Namespace, prompt: str, store, session) -> int:
     if args.stats:
         rate = reply.tokens_per_second or 0.0
         reused = reply.started.reused_tokens if reply.started else 0
+        reused = "?" if reused is None else reused  # a server that does not say
         print(f"tokens={end.n_tokens} ttft_ms={end.ttft * 1000:.1f} tok_per_s={rate:.1f} "
               f"reused={reused}", file=sys.stderr)
     return 0
@@ -309,15 +321,30 @@ def is_model_folder(name: str) -> bool:
     """Whether `name` (as `load_name` gives it) is a model folder of the user's, not one
     shipped with gptterm."""
     from gptterm import catalog
+    from gptterm.remote import is_remote
 
+    if is_remote(name):
+        return False
     spec = catalog.resolve(name)
     return spec.local and spec.name not in catalog.SHIPPED
 
 
 def load_name(name: str) -> str:
     """What to load for `--model NAME`: a model folder given by a path becomes its absolute
-    path (so the session's memory of it works from any folder); names stay as they are."""
+    path (so the session's memory of it works from any folder); names and servers stay as
+    they are."""
     from gptterm import catalog
+    from gptterm.remote import is_remote
 
+    if is_remote(name):
+        return name
     spec = catalog.resolve(name)
     return spec.source if spec.local and name not in (spec.name, spec.source) else name
+
+
+def model_label(name: str) -> str:
+    """A short name for a model in messages (a server's URL stays whole)."""
+    from gptterm import catalog
+    from gptterm.remote import is_remote
+
+    return name if is_remote(name) else catalog.resolve(name).label

@@ -10,10 +10,14 @@ from gptterm.config import THREADS_MAX
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tui", help="open the terminal app (the default)")
-    p.add_argument("--model", help="model name or directory (default: last used)")
+    p.add_argument("--model", help="model name or directory, or a server: http(s)://HOST:PORT "
+                                   "or remote:NAME (default: last used)")
     p.add_argument("--preset", help="preset name (default: last used)")
     p.add_argument("--threads", type=int_range(1, THREADS_MAX),
                    help="CPU threads for the model (default: the config's, else picked)")
+    p.add_argument("--lenient", action="store_true",
+                   help="with a model on a server: drop the preset fields it cannot honour, "
+                        "with a warning, instead of refusing")
     p.set_defaults(func=run)
 
 
@@ -28,5 +32,16 @@ def run(args: argparse.Namespace) -> int:
                              f"{', '.join(sorted(presets)) or '(none found)'}")
     from gptterm.ui.app import make_app
 
-    make_app(model=args.model, preset=args.preset, threads=args.threads).run()
+    factory = None
+    if getattr(args, "lenient", False):
+        from functools import partial
+
+        from gptterm.config import load_settings
+        from gptterm.ui.app import default_engine_factory
+
+        # The app's own rule for threads (the flag, else the config's), with lenient added.
+        factory = partial(default_engine_factory, lenient=True,
+                          threads=args.threads or load_settings()[0].threads)
+    make_app(model=args.model, preset=args.preset, threads=args.threads,
+             engine_factory=factory).run()
     return 0

@@ -1,7 +1,9 @@
 """A synchronous front for the Engine, for the CLI and scripts (not for the UI).
 
 `EngineClient.generate` blocks the calling thread while events arrive; Ctrl+C there
-sends Cancel, and the call returns once the engine reports the generation done.
+sends Cancel, and the call returns once the engine reports the generation done. Its
+engine is a RoutingEngine: a model named by a URL or `remote:NAME` runs on that server,
+any other in-process (the local Engine is made only when one loads).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import time
 from typing import Callable
 
 from gptterm.engine.engine import Engine
+from gptterm.remote.routing import RoutingEngine
 from gptterm.protocol import (
     Cancel, CountTokens, Done, Event, Failed, Generate, ModelFailed, ModelLoaded, ModelLoading,
     LoadModel, Segment, TokenCount, new_request_id,
@@ -22,11 +25,21 @@ class ModelLoadError(Exception):
 
 
 class EngineClient:
-    """Runs an Engine and waits on its events."""
+    """Runs an engine (local or remote, see the module docstring) and waits on its events.
 
-    def __init__(self, device: str = "auto", threads: int | None = None):
+    `lenient`: a server drops the preset fields it cannot honour instead of refusing
+    them; `backends`: the config's [backends] tables (None: read when one is named).
+    """
+
+    def __init__(self, device: str = "auto", threads: int | None = None,
+                 lenient: bool = False, backends: dict | None = None):
         self._events: queue.Queue[Event] = queue.Queue()
-        self.engine = Engine(self._events.put, device=device, threads=threads).start()
+
+        def local(emit):
+            return Engine(emit, device=device, threads=threads)
+
+        self.engine = RoutingEngine(self._events.put, local, backends=backends,
+                                    lenient=lenient).start()
         self.loaded: ModelLoaded | None = None
 
     def __enter__(self) -> "EngineClient":
@@ -51,6 +64,13 @@ class EngineClient:
                 return event
             elif isinstance(event, ModelFailed):
                 raise ModelLoadError(event.error)
+
+    def check(self, command: Generate) -> None:
+        """Raise UnsupportedField (one line) when the loaded model's server cannot honour
+        `command`'s preset, before anything is sent; nothing for an in-process model."""
+        check = getattr(self.engine.active, "check", None)
+        if check is not None:
+            check(command)
 
     def generate(self, command: Generate,
                  on_event: Callable[[Event], None] = lambda e: None) -> Done | Failed:

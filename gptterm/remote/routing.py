@@ -1,8 +1,9 @@
 """RoutingEngine: the engine the app and the CLI build; it sends each model to its engine.
 
 `LoadModel(name)` goes to a RemoteEngine when `name` is `http://...`, `https://...` or
-`remote:NAME` (a `[backends.NAME]` table of config.toml), else to the local Engine, which
-is made on first use, so a user who only drives servers never loads torch. Generate,
+`remote:NAME` (a `[backends.NAME]` table of config.toml), else to the local Engine. The
+local engine is built at once (that imports no torch) but started on its first load, so
+a user who only drives servers never runs its thread nor loads torch. Generate,
 Cancel, CountTokens and DropSession go to the engine of the model loaded last. A failed
 load keeps the previous model in use, as the local engine does.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from urllib.parse import urlsplit
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -45,6 +47,9 @@ def resolve_target(name: str, backends: Mapping[str, Any] | None = None,
     BackendConfig tables. `lenient` (the --lenient flag) adds to a table's own."""
     environ = os.environ if environ is None else environ
     if not name.startswith(REMOTE_PREFIX):
+        if urlsplit(name).username is not None:  # the name is stored with every turn
+            raise BackendError("a model URL must not hold credentials: put the server in a "
+                               "[backends.NAME] table with api_key_env, and use remote:NAME")
         return Target(name, lenient=lenient)
     key = name[len(REMOTE_PREFIX):]
     table = (backends or {}).get(key)
@@ -73,7 +78,7 @@ class RoutingEngine:
 
     Args:
         emit: called with each Event (from the worker threads).
-        local_factory: builds the local engine from an emit (called on first local load).
+        local_factory: builds the local engine from an emit (started on the first local load).
         backends: the config's backend tables (None: read config.toml when needed).
         lenient: drop preset fields a server cannot honour (the --lenient flag).
         remote_factory: builds a RemoteEngine (tests pass fakes).
@@ -83,11 +88,11 @@ class RoutingEngine:
                  backends: Mapping[str, Any] | None = None, lenient: bool = False,
                  remote_factory: Callable[..., Any] | None = None):
         self._emit = emit
-        self._local_factory = local_factory
         self._backends = backends
         self.lenient = lenient
         self._remote_factory = remote_factory
-        self.local: Any = None
+        self.local: Any = local_factory(self._relay_for("local"))
+        self._local_started = False
         self.remotes: dict[str, Any] = {}  # model name -> its RemoteEngine
         self.active: Any = None  # the engine of the last LoadModel: commands go there
         self._loaded: Any = None  # the engine whose model loaded last (a failed load reverts)
@@ -131,12 +136,13 @@ class RoutingEngine:
     @property
     def threads_in_use(self) -> int | None:
         """The local engine's thread count (None while it has not loaded a model)."""
-        return getattr(self.local, "threads_in_use", None) if self.local is not None else None
+        return getattr(self.local, "threads_in_use", None)
 
     # ------------------------------------------------------------ routing
 
     def _engines(self) -> list[Any]:
-        return [e for e in (self.local, *self.remotes.values()) if e is not None]
+        """The engines that run (the local one once started)."""
+        return [self.local] * self._local_started + list(self.remotes.values())
 
     def _load(self, command: LoadModel) -> None:
         if is_remote(command.name):
@@ -146,8 +152,9 @@ class RoutingEngine:
                 self._emit(ModelFailed(command.name, str(exc)))
                 return
         else:
-            if self.local is None:
-                self.local = self._local_factory(self._relay_for("local")).start()
+            if not self._local_started:
+                self.local.start()
+                self._local_started = True
             engine = self.local
         # One model in use at a time: another engine's reply stops, as a local swap does.
         for rid, owner in list(self._owner.items()):

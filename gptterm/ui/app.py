@@ -42,11 +42,15 @@ from gptterm.ui.themes import DEFAULT_THEME, load_themes
 EngineFactory = Callable[[Callable[[Event], None]], Any]
 
 
-def default_engine_factory(emit: Callable[[Event], None], threads: int | None = None) -> Any:
-    """The real engine; imported here so `import gptterm.ui.app` stays light."""
+def default_engine_factory(emit: Callable[[Event], None], threads: int | None = None,
+                           lenient: bool = False) -> Any:
+    """The real engine: a RoutingEngine, which runs a model named by a URL or `remote:NAME`
+    on that server (`lenient`: dropping preset fields it cannot honour) and any other
+    in-process; imported here so `import gptterm.ui.app` stays light."""
     from gptterm.engine.engine import Engine
+    from gptterm.remote.routing import RoutingEngine
 
-    return Engine(emit, threads=threads)
+    return RoutingEngine(emit, lambda relay: Engine(relay, threads=threads), lenient=lenient)
 
 
 class GptTermApp(App[None]):
