@@ -18,7 +18,8 @@ of rules decides what a turn is and when it is written:
   caller gives up on a reply without waiting for the engine (cancelled).
 - With the model turn go what is needed to redo it exactly (`replay --verify`):
   window start, tokens reused, effective max_new_tokens, separator, a hash of the
-  window's ids, and the seed.
+  window's ids, and the seed; for a model on a server, the server (flavour, version,
+  URL without credentials) and any preset field a lenient request dropped.
 - Each request records the model and preset name on the session (`remember_choice`),
   so the session reopens on them; `session_preset` rebuilds its preset, with the
   session's sampling overrides, for the CLI and the TUI alike.
@@ -67,6 +68,23 @@ def stats_for(reply: Reply) -> dict[str, Any]:
     rate = reply.tokens_per_second
     if rate is not None:
         stats["tokens_per_second"] = round(rate, 2)
+    # A server reports its figures at the end; they replace what Started knew.
+    for key in ("prompt_tokens", "reused_tokens"):
+        if getattr(end, key) is not None:
+            stats[key] = getattr(end, key)
+    return stats
+
+
+def backend_stats(started: Started) -> dict[str, Any]:
+    """What a turn records about the server that wrote it (flat scalars; nothing for an
+    in-process model): flavour, version, URL (without credentials), and the preset fields
+    a lenient request dropped."""
+    stats: dict[str, Any] = {}
+    if started.backend is not None:
+        stats.update(backend_flavor=started.backend.flavor,
+                     backend_version=started.backend.version, backend_url=started.backend.url)
+    if started.dropped:
+        stats["lenient_dropped"] = "; ".join(started.dropped)
     return stats
 
 
@@ -117,6 +135,10 @@ def window_notices(started: Started, model: str) -> list[str]:
     if started.dropped_tokens:
         notes.append(f"the context is longer than {model}'s {started.n_ctx}-token window: "
                      f"the oldest {started.window_start} tokens are left out")
+    if started.dropped:
+        flavor = started.backend.flavor if started.backend else "the server"
+        notes.append(f"lenient: {'; '.join(started.dropped)}: not supported by {flavor}, "
+                     "dropped")
     return notes
 
 
@@ -249,7 +271,8 @@ class TurnRecorder:
         self._call(self.writer.set_stats, prompt_tokens=event.prompt_tokens,
                    reused_tokens=event.reused_tokens, window_start=event.window_start,
                    dropped_tokens=event.dropped_tokens, max_new_tokens=event.max_new_tokens,
-                   context_sha=event.context_sha, separator=self.separator)
+                   context_sha=event.context_sha, separator=self.separator,
+                   **backend_stats(event))
 
     def _finish(self, status: str) -> None:
         self.finished = True

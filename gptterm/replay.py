@@ -12,6 +12,10 @@ re-run in order on one engine session, so the cache holds what it held then), th
 effective max_new_tokens, the preset and the seed. A turn that stopped early
 (cancelled, failed, interrupted) is compared up to where it stopped. A re-run that
 starts from another context than the recorded one says so instead of comparing.
+A turn written by a server (its stats name the backend) is re-run on that server, only
+when it answers with the same flavour and version; its text is compared (a server need
+not report token ids). Otherwise it cannot be verified here, which is said, never a
+difference.
 
 Stdlib only at import time.
 """
@@ -131,6 +135,23 @@ class ContextDiffers(Exception):
     """The re-run's window is not the one the turn was written after; one line."""
 
 
+class NotVerifiableHere(Exception):
+    """The turn's server is not here as it was (unreachable, another version); one line."""
+
+
+@dataclass(frozen=True)
+class RerunText:
+    """A re-run on a server: its text (what is compared) and the token ids it reported."""
+
+    text: str
+    token_ids: tuple[int, ...] = ()
+
+
+def remote_turn(turn: Turn) -> bool:
+    """Whether a server wrote the turn (its stats name the backend)."""
+    return isinstance(turn.stats, dict) and isinstance(turn.stats.get("backend_flavor"), str)
+
+
 @dataclass(frozen=True)
 class TurnCheck:
     """The verdict on one model turn.
@@ -159,7 +180,9 @@ class TurnCheck:
         if self.outcome == "identical":
             extra = f"; the stored turn was {self.turn.status}" if self.turn.status != "complete" \
                 else ""
-            return f"{head}: identical ({self.compared} tokens{extra})"
+            unit = "tokens" if self.turn.token_ids or not remote_turn(self.turn) \
+                else "characters"  # a server that reports no ids is compared by text
+            return f"{head}: identical ({self.compared} {unit}{extra})"
         if self.outcome == "differs" and self.index is None:
             return f"{head}: differs: {self.detail}"
         if self.outcome == "differs":
@@ -206,6 +229,24 @@ def compare(turn: Turn, produced: Sequence[int]) -> TurnCheck:
     return TurnCheck(turn, "identical", compared=len(stored))
 
 
+def compare_text(turn: Turn, produced: str) -> TurnCheck:
+    """Compare a server's re-run by text, as `compare` does by tokens (a turn that stopped
+    early is compared up to where it stopped); `index` is then a character index."""
+    stored = turn.text
+    if stopped_early(turn):
+        produced = produced[: len(stored)]
+    for i, (a, b) in enumerate(zip(stored, produced)):
+        if a != b:
+            return TurnCheck(turn, "differs", detail=f"differs at character {i} "
+                             f"(stored {a!r}, re-run {b!r})")
+    if len(stored) != len(produced):
+        i = min(len(stored), len(produced))
+        return TurnCheck(turn, "differs", detail=f"differs at character {i} (stored "
+                         f"{'end of reply' if i >= len(stored) else repr(stored[i])}, re-run "
+                         f"{'end of reply' if i >= len(produced) else repr(produced[i])})")
+    return TurnCheck(turn, "identical", compared=len(turn.token_ids) or len(stored))
+
+
 Runner = Callable[[Turn, Sequence[Turn]], Sequence[int]]  # (turn, turns before) -> ids
 
 
@@ -249,7 +290,13 @@ def verify(turns: Sequence[Turn], runner: Runner) -> Iterator[TurnCheck]:
             except ContextDiffers as exc:
                 yield TurnCheck(turn, "differs", detail=str(exc))
                 continue
-            yield compare(turn, produced)
+            except NotVerifiableHere as exc:
+                yield TurnCheck(turn, "unverifiable", detail=f"cannot verify here: {exc}")
+                continue
+            if isinstance(produced, RerunText):
+                yield compare_text(turn, produced.text)
+            else:
+                yield compare(turn, produced)
 
 
 class EngineRunner:
@@ -287,7 +334,31 @@ class EngineRunner:
                 raise ModelUnavailable(str(exc)) from None
             self._loaded = name
 
-    def __call__(self, turn: Turn, before: Sequence[Turn]) -> list[int]:
+    def _same_server(self, turn: Turn) -> None:
+        """Load the server of a remote turn; NotVerifiableHere unless it is the same one."""
+        from gptterm.engine.client import EngineClient, ModelLoadError
+
+        if self._client is None:
+            self._client = EngineClient(device=self.device)
+        name = turn.model or ""
+        if self._loaded != name:
+            try:
+                self._client.load(name, self.device)
+            except ModelLoadError as exc:
+                raise NotVerifiableHere(str(exc)) from None
+            self._loaded = name
+        loaded = self._client.loaded
+        backend = loaded.backend if loaded is not None else None
+        stats = turn.stats
+        was = f"{stats.get('backend_flavor')} {stats.get('backend_version') or '?'}"
+        if backend is None or (backend.flavor, backend.version) != (
+                stats.get("backend_flavor"), stats.get("backend_version")):
+            now = f"{backend.flavor} {backend.version or '?'}" if backend else "not a server"
+            raise NotVerifiableHere(f"the turn was written by {was}, this server is {now}")
+        if not backend.version:
+            raise NotVerifiableHere(f"the server ({backend.flavor}) does not say its version")
+
+    def __call__(self, turn: Turn, before: Sequence[Turn]) -> list[int] | RerunText:
         from gptterm import presets
         from gptterm.protocol import Failed, Generate, Reply, Started, new_request_id
         from gptterm.recorder import context_segments
@@ -301,6 +372,16 @@ class EngineRunner:
         max_new = _stat_int(stats, "max_new_tokens")
         if stopped_early(turn):
             max_new = max(1, len(turn.token_ids))  # it stopped there: no need to go further
+        if remote_turn(turn):
+            self._same_server(turn)
+            command = Generate(new_request_id(), f"verify:{turn.session_id}:{turn.model}",
+                               preset=preset, max_new_tokens=max_new, seed=turn.seed,
+                               context=context_segments(before, turn.model or ""))
+            reply = Reply(command.request_id)
+            end = self._client.generate(command, reply.apply)
+            if isinstance(end, Failed):
+                raise RerunError(end.error)
+            return RerunText(reply.text, tuple(reply.token_ids))
         self._load(turn.model or "")
         # One engine session per stored session and model, re-run in order: its cache
         # then holds what the original's held, and `reuse_limit` takes as much of it.

@@ -2,7 +2,9 @@
 
 The engine fills `TextDelta.alternatives` (per token, (text, probability) pairs,
 most likely first) when a Generate asks for `inspect_top_k`. Greedy and sampled
-replies have them; beam and contrastive search do not, and the panel says so.
+replies have them; beam and contrastive search do not, and the panel says so. The
+title says which distribution they are (`TextDelta.distribution`): the sampler's final
+one, or the model's raw one (what some servers report).
 Rows are painted on the app's frame timer, not on every token.
 """
 
@@ -16,6 +18,7 @@ from textual.content import Content
 from textual.widget import Widget
 
 ROWS = 12  # the most recent tokens shown
+DISTRIBUTIONS = {"final": "sampler's final distribution", "raw": "model's raw distribution"}
 NO_ALTERNATIVES = {"beam", "contrastive"}
 Alternatives = tuple[tuple[str, float], ...]
 
@@ -82,7 +85,11 @@ class TokenInspector(Widget):
         self.rows: deque[InspectedToken] = deque(maxlen=ROWS)
         self.note = ""
         self._dirty = False
-        self.border_title = f"Token inspector · top {top_k}"
+        self.distribution = "final"
+        self.border_title = self.title()
+
+    def title(self) -> str:
+        return f"Token inspector · top {self.top_k} · {DISTRIBUTIONS[self.distribution]}"
 
     def begin(self, method: str) -> None:
         """A new reply starts with `method`: forget the old rows."""
@@ -92,16 +99,20 @@ class TokenInspector(Widget):
         self.refresh()
 
     def add(self, text: str, token_ids: Sequence[int], alternatives: Sequence[Alternatives],
-            replace: bool = False) -> None:
-        """Record a TextDelta's tokens; shown at the next `flush`."""
+            replace: bool = False, distribution: str = "final") -> None:
+        """Record a TextDelta's tokens; shown at the next `flush`. A server that reports
+        no token ids still gives one `alternatives` entry per token."""
         if replace:
             self.rows.clear()
+        if alternatives and distribution in DISTRIBUTIONS and distribution != self.distribution:
+            self.distribution = distribution
+            self.border_title = self.title()
         if not alternatives:
             if token_ids and not self.rows:
                 self.note = self.note or "no alternatives for this method"
                 self._dirty = True
             return
-        chosen = split_tokens(text, len(token_ids), alternatives)
+        chosen = split_tokens(text, len(token_ids) or len(alternatives), alternatives)
         for token, alts in zip(chosen, alternatives):
             self.rows.append(InspectedToken(token, tuple(alts)))
         self.note = ""

@@ -34,11 +34,20 @@ class StatusInfo:
     # The session's figures (FIGURES): from its newest reply, or the one streaming.
     tok_s: float | None = None
     ttft: float | None = None
-    reused: int | None = None
+    reused: int | None = None  # None: no figure; REUSED_UNKNOWN: a server that did not say
     context: int | None = None
     out_of_window: int = 0  # tokens of the oldest text the model no longer sees
     seed: int | None = None
     n_ctx: int | None = None
+
+
+# `reused` of a reply whose server did not report its cache reuse: shown as "?", never 0.
+REUSED_UNKNOWN = -1
+
+
+def reused_figure(reused_tokens: int | None) -> int:
+    """The status figure for a reply's `reused_tokens` (None: the server did not say)."""
+    return REUSED_UNKNOWN if reused_tokens is None else reused_tokens
 
 
 FIGURES = ("tok_s", "ttft", "reused", "context", "out_of_window", "seed")
@@ -58,8 +67,11 @@ def figures_of(turn: Any) -> dict[str, Any]:
 
     context = number("context_tokens")
     window_end = number("window_end")
+    reused = number("reused_tokens")
+    if reused is None and "reused_tokens" in stats and "backend_flavor" in stats:
+        reused = REUSED_UNKNOWN  # recorded as unknown by a server, not missing
     return {"tok_s": number("tokens_per_second"), "ttft": number("ttft"),
-            "reused": number("reused_tokens"), "context": context or None,
+            "reused": reused, "context": context or None,
             "out_of_window": int(window_end if window_end is not None
                                  else number("window_start") or 0),
             "seed": turn.seed}
@@ -111,7 +123,8 @@ class StatusBar(Widget):
         if i.ttft is not None:
             parts.append(("ttft", Content(f"TTFT {i.ttft * 1000:.0f} ms")))
         if i.reused is not None:
-            parts.append(("reused", Content(f"reused {i.reused}")))
+            shown = "?" if i.reused == REUSED_UNKNOWN else i.reused
+            parts.append(("reused", Content(f"reused {shown}")))
         limit = f"/{i.n_ctx}" if i.n_ctx else ""
         if i.context is not None:
             ctx = Content(f"ctx {i.context}{limit}")
