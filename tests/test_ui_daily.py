@@ -331,3 +331,19 @@ async def test_alt_keys_from_a_real_terminal_run_their_action_and_type_nothing(u
         app.post_message(events.Key("alt+c", "c"))
         await until(pilot, lambda: isinstance(app.screen, TurnPickerScreen))
         assert app.main.prompt.text == ""
+
+
+async def test_the_cut_marker_follows_a_window_that_slid_during_the_reply(ui_env):
+    engines = Engines()
+    app = make_app(engine_factory=engines.factory(auto=False))
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        app.main.prompt.focus()
+        await pilot.press(*"long", "enter")
+        engine = engines.one
+        await until(pilot, lambda: engine.active is not None)
+        engine.stream("text")
+        engine.window["window_start"] = 40  # the window slid while the reply was written
+        engine.finish("length")
+        await until(pilot, lambda: app.main.gen is None)
+        assert "✂40" in status(app)

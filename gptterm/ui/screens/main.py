@@ -327,6 +327,8 @@ class MainScreen(Screen[None]):
             started = gen.reply.started
             end = gen.reply.end
             first = gen.reply.first_at
+            # The window may slide while the reply is written: Done says where it ended.
+            window_start = end.window_start if isinstance(end, Done) else started.window_start
             self.status.set(
                 generating=end is None, cancelling=gen.cancelling,
                 tok_s=gen.reply.tokens_per_second if end else gen.reply.rate(self.app.clock()),
@@ -334,7 +336,7 @@ class MainScreen(Screen[None]):
                     first - gen.started if first is not None else None),
                 reused=started.reused_tokens,
                 context=end.context_tokens if isinstance(end, Done) else started.prompt_tokens,
-                out_of_window=started.window_start, seed=gen.recorder.seed)
+                out_of_window=window_start, seed=gen.recorder.seed)
             return
         generating = gen is not None and gen.session_id == self.session_id
         if self.session_id is None or self.store is None:
