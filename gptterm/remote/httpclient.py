@@ -45,9 +45,11 @@ class Stream:
     """An open streaming response: `read()` the next bytes (b"" at the end), `abort()` from
     any thread, `close()` when done."""
 
-    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse):
+    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse,
+                 sock: socket.socket | None):
         self._conn = conn
         self.response = response
+        self._sock = sock  # kept: http.client forgets it once a response will close
         self._lock = threading.Lock()
         self.aborted = False
 
@@ -63,7 +65,7 @@ class Stream:
         """Shut the socket: the reader wakes with the end, the server sees a disconnect."""
         with self._lock:
             self.aborted = True
-            sock = self._conn.sock
+            sock = self._sock
             if sock is not None:
                 try:
                     sock.shutdown(socket.SHUT_RDWR)
@@ -71,6 +73,7 @@ class Stream:
                     pass
 
     def close(self) -> None:
+        self.response.close()
         self._conn.close()
 
 
@@ -100,7 +103,8 @@ class Server:
         return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
 
     def _send(self, method: str, path: str, body: Any, timeout: float
-              ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+              ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse,
+                         socket.socket | None]:
         conn = self._connect(timeout)
         headers = dict(self._headers)
         data = None
@@ -109,7 +113,8 @@ class Server:
             headers["Content-Type"] = "application/json"
         try:
             conn.request(method, self._base + path, body=data, headers=headers)
-            return conn, conn.getresponse()
+            sock = conn.sock
+            return conn, conn.getresponse(), sock
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             raise Unreachable(f"cannot reach {self.url}: {_why(exc)}") from None
@@ -117,7 +122,7 @@ class Server:
     def request_json(self, method: str, path: str, body: Any = None,
                      timeout: float = PROBE_TIMEOUT_S) -> Any:
         """The JSON answer to one request; RemoteError for a failure or a non-2xx status."""
-        conn, response = self._send(method, path, body, timeout)
+        conn, response, _ = self._send(method, path, body, timeout)
         try:
             raw = response.read()
         except (OSError, http.client.HTTPException) as exc:
@@ -136,7 +141,7 @@ class Server:
 
     def stream(self, path: str, body: Any, timeout: float = STREAM_TIMEOUT_S) -> Stream:
         """POST `body` and return the open response once its status is 2xx."""
-        conn, response = self._send("POST", path, body, PROBE_TIMEOUT_S)
+        conn, response, sock = self._send("POST", path, body, PROBE_TIMEOUT_S)
         if not 200 <= response.status < 300:
             try:
                 raw = response.read(65536)
@@ -144,9 +149,9 @@ class Server:
                 raw = b""
             conn.close()
             raise RemoteError(f"{self.url}{path}: HTTP {response.status}: {error_text(raw)}")
-        if conn.sock is not None:
-            conn.sock.settimeout(timeout)  # connected fast; now wait as long as generation may
-        return Stream(conn, response)
+        if sock is not None:
+            sock.settimeout(timeout)  # connected fast; now wait as long as generation may
+        return Stream(conn, response, sock)
 
 
 def error_text(raw: bytes) -> str:
