@@ -108,6 +108,8 @@ async def test_a_session_keeps_its_model_and_preset_and_undo_goes_back(ui_env, t
         await until(pilot, lambda: app.model_name == english)
         await pilot.press("alt+z")
         await until(pilot, lambda: app.model_name == korean)
+        assert app.store.get_session(en_session).model == english  # until its next reply
+        await send(pilot, " on korean")
         assert app.store.get_session(en_session).model == korean
     # At the next start the open session's model loads first, unless --model says otherwise.
     engines2 = Engines()
@@ -347,3 +349,19 @@ async def test_the_cut_marker_follows_a_window_that_slid_during_the_reply(ui_env
         engine.finish("length")
         await until(pilot, lambda: app.main.gen is None)
         assert "✂40" in status(app)
+
+
+async def test_picking_a_model_before_a_new_session_leaves_the_old_one_as_it_was(ui_env, tmp_path):
+    english, korean = model_dir(tmp_path, "english"), model_dir(tmp_path, "korean")
+    app = make_app(english, engine_factory=Engines().factory())
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await send(pilot, "in english")
+        old = app.main.session_id
+        app.main.choose_model(korean)  # then Ctrl+N: the usual order of a writer's hands
+        await until(pilot, lambda: app.model_name == korean)
+        await pilot.press("ctrl+n")
+        await send(pilot, "in korean")
+        assert app.store.get_session(old).model == english
+        app.main.open_session(old)
+        await until(pilot, lambda: app.model_name == english)

@@ -7,7 +7,9 @@ settings. The app keeps what is app-wide (the engine and its model, the store,
 config.toml, themes, the palette) and routes the engine's reply events here.
 
 A session remembers its model, preset and settings (the store's `Session.model`,
-`.preset`, `.sampling`, written by `TurnRecorder` and by picking one here). Opening a
+`.preset`, `.sampling`): the model and preset its last reply was written with (written by
+`TurnRecorder`, so picking a model just before Ctrl+N does not rebind the session left),
+and the settings set here. Opening a
 session switches to its model, says so, and `undo_model_switch` goes back. Every status
 figure is the open session's: read from its newest model turn when it opens, replaced
 live while a reply streams into it.
@@ -238,26 +240,21 @@ class MainScreen(Screen[None]):
         self.preset_name = name
         self.status.set(preset=name)
         self.app.remember_default(preset=name)
-        if self.session_id is not None and self.store is not None:
-            self.store.remember_choice(self.session_id, preset=name)
 
     def choose_model(self, name: str) -> None:
-        """Load `name` for this session (remembered with it) unless it is the one in use."""
+        """Load `name` unless it is the one in use (the session takes it with its next reply)."""
         if name == self.app.current_model:
             return
         self._stop_generation()
         self._undo = None
         self.app.load_model(name)
-        if self.session_id is not None and self.store is not None:
-            self.store.remember_choice(self.session_id, model=name)
-            self.refresh_sidebar()
 
     def _follow_session(self, session: Any, startup: bool = False) -> None:
         """Take the opened session's preset and model (a model switch is announced)."""
         if session is None:
             return
         if startup and self.app.preset_explicit:
-            self.set_preset(self.preset_name)  # and the session remembers it
+            self.set_preset(self.preset_name)  # the session keeps it from its next reply
         elif session.preset and session.preset in self.app.presets:
             self.preset_name = session.preset
             self.status.set(preset=session.preset)
@@ -288,7 +285,7 @@ class MainScreen(Screen[None]):
         _, previous = self._undo
         self._undo = None
         self.choose_model(previous)
-        self.app.notify(f"Back to {short_model(previous)} (this session now uses it)")
+        self.app.notify(f"Back to {short_model(previous)}: this session's next reply uses it")
 
     # ------------------------------------------------------------ sessions
 
