@@ -557,3 +557,24 @@ def test_replay_verify_reruns_on_the_same_server_version_only(capsys):
         check = next(replay.verify(turns, runner))
     assert check.outcome == "unverifiable"
     assert check.detail.startswith(f"cannot verify here: cannot reach {server.url}")
+
+
+def test_models_lists_the_configured_servers_and_whether_each_answers(tmp_path, capsys):
+    dead = f"http://127.0.0.1:{closed_port()}"
+    with llama_server([]) as server:
+        write_config(tmp_path, f'[backends.box]\nurl = "{server.url}"\n'
+                               f'[backends.gone]\nurl = "{dead}"\nflavor = "vllm"\n')
+        assert main(["models"]) == 0
+        out = capsys.readouterr().out
+        assert main(["models", "--json"]) == 0
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    table = out[out.index("SERVER"):].splitlines()
+    assert table[1].split() == ["remote:box", server.url, "yes:", "llama.cpp", "b6500-abc1234"]
+    assert table[2].split()[:4] == ["remote:gone", dead, "no:", "cannot"]
+    box, gone = lines[-2:]
+    assert box == {"name": "remote:box", "source": server.url, "language": "?",
+                   "description": f"llama.cpp b6500-abc1234 at {server.url}",
+                   "available": True, "n_ctx": 1024, "flavor": "llama.cpp",
+                   "version": "b6500-abc1234"}
+    assert gone["available"] is False and gone["description"] == (
+        f"cannot reach {dead}: connection refused")

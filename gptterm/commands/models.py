@@ -31,10 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "models", help="list known models, their context windows and where they load from",
         description="List the catalog: shipped models, models you used from a folder, and "
         "hub models, with their language, context window (tokens), whether they load "
-        "offline, and where from.")
+        "offline, and where from; then the model servers of config.toml ([backends.NAME], "
+        "used as --model remote:NAME) and whether each answers.")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per model per line: name, source, language, "
-                   "description, available, n_ctx")
+                   "description, available, n_ctx (and flavor, version for a server)")
     p.set_defaults(func=run)
     d = sub.add_parser(
         "download", help="fetch a hub model into the local cache (needs network)",
@@ -85,12 +86,21 @@ def run(args: argparse.Namespace) -> int:
     from gptterm.commands.sessions import columns, json_line, label
 
     specs = catalog.all_models()
+    backends = backend_rows()
     if args.json:
         for spec in specs:
             print(json_line({"name": spec.name, "source": spec.source,
                              "language": spec.language, "description": spec.description,
                              "available": spec.available_offline(),
                              "n_ctx": context_size(spec)}))
+        for name, url, answer in backends:
+            info = answer if not isinstance(answer, str) else None
+            print(json_line({"name": name, "source": url, "language": "?",
+                             "description": answer if isinstance(answer, str) else
+                             info.describe(url), "available": info is not None,
+                             "n_ctx": (info.n_ctx or None) if info else None,
+                             "flavor": info.flavor if info else None,
+                             "version": info.version if info else None}))
         return 0
     rows = [("NAME", "LANG", "CONTEXT", "OFFLINE", "FROM", "ABOUT")]
     for spec in specs:
@@ -104,7 +114,39 @@ def run(args: argparse.Namespace) -> int:
     print("\nCONTEXT is the window in tokens. Any local checkpoint directory also works: "
           "--model PATH. Hub models must be in the local Hugging Face cache: "
           "`gptterm download NAME` on a connected machine.")
+    if backends:
+        rows = [("SERVER", "URL", "ANSWERS")]
+        for name, url, answer in backends:
+            said = f"no: {answer}" if isinstance(answer, str) else \
+                f"yes: {answer.flavor} {answer.version}".rstrip()
+            rows.append((label(name), label(url), label(said)))
+        print()
+        for line in columns(rows):
+            print(line)
     return 0
+
+
+def backend_rows() -> list[tuple[str, str, object]]:
+    """(remote:NAME, URL, ServerInfo or why it does not answer) of each [backends] table
+    of config.toml, asked all at once (each probe gives up within seconds)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gptterm.remote.detect import probe
+    from gptterm.remote.httpclient import public_url
+    from gptterm.remote.routing import BackendError, load_backends, resolve_target
+
+    def ask(name: str):
+        try:
+            target = resolve_target(f"remote:{name}", tables)
+        except BackendError as exc:
+            return str(exc)
+        return probe(target.url, target.flavor, target.model, target.api_key)
+
+    tables = load_backends()
+    names = sorted(tables)
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
+        answers = list(pool.map(ask, names))
+    return [(f"remote:{n}", public_url(tables[n].url), a) for n, a in zip(names, answers)]
 
 
 def network_problem(exc: BaseException | None) -> str | None:

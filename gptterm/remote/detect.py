@@ -119,3 +119,13 @@ def _text(value: Any) -> str:
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def probe(url: str, flavor: str = AUTO, model: str | None = None,
+          api_key: str | None = None) -> ServerInfo | str:
+    """What answers at `url` (its ServerInfo), or why nothing usable does (one line)."""
+    try:
+        server = Server(url, api_key)
+        return server_info(server, detect_flavor(server) if flavor == AUTO else flavor, model)
+    except RemoteError as exc:
+        return str(exc)
