@@ -152,7 +152,7 @@ def test_two_sessions_on_two_models_each_keep_their_own(tmp_path, long_model_dir
         keys("C-n")
         wait_for(lambda: "ctx 0/8192" in bar(), 20, "an empty new session")
         keys("F5")
-        wait_for(lambda: "a folder…" in screen(), 20, "the model picker")
+        wait_for(lambda: "a folder or server…" in screen(), 20, "the model picker")
         keys("End", "Enter")
         wait_for(lambda: "Model folder" in screen(), 20, "the folder question")
         keys("-l", tiny_path)

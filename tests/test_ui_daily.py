@@ -147,6 +147,8 @@ async def test_the_model_picker_lists_trained_folders_and_takes_a_path(ui_env, t
     trained = model_dir(tmp_path, "my-poems")
     local_models.remember(trained, how="trained")
     typed = model_dir(tmp_path, "typed")
+    with open(ui_env / "config.toml", "a") as conf:
+        conf.write('[backends.box]\nurl = "http://127.0.0.1:9"\nflavor = "llama.cpp"\n')
     engines = Engines()
     app = make_app(engine_factory=engines.factory())
     async with app.run_test(size=SIZE) as pilot:
@@ -156,6 +158,7 @@ async def test_the_model_picker_lists_trained_folders_and_takes_a_path(ui_env, t
         assert isinstance(picker, PickerScreen)
         ids = [ident for ident, _, _ in picker.items]
         assert str(Path(trained).resolve()) in ids and picker.current == "fake-model"
+        assert "remote:box" in ids  # the servers of config.toml [backends]
         assert "fake-model" in ids  # the one in use is listed (and marked) too
         # The last row asks for a folder.
         await pilot.press("end", "enter")
@@ -165,8 +168,12 @@ async def test_the_model_picker_lists_trained_folders_and_takes_a_path(ui_env, t
         assert any("no such folder" in n for n in notifications(app))
         await pilot.press("f5", "end", "enter", *typed, "enter")
         await until(pilot, lambda: app.model_name == typed)
-        # A folder loaded once is offered from then on.
-        assert typed in [r.path for r in local_models.remembered()]
+        # A server URL is passed on as it is (the server says whether it answers).
+        await pilot.press("f5", "end", "enter", *"http://127.0.0.1:9/", "enter")
+        await until(pilot, lambda: app.model_name == "http://127.0.0.1:9/")
+        # A folder loaded once is offered from then on; a server is not a folder.
+        remembered = [r.path for r in local_models.remembered()]
+        assert typed in remembered and not any("127.0.0.1" in p for p in remembered)
         await pilot.press("f5")
         assert typed in [ident for ident, _, _ in app.screen.items]
 

@@ -27,6 +27,8 @@ from textual.screen import Screen
 from gptterm import catalog, config
 from gptterm.errors import first_line
 from gptterm.presets import DEFAULT_PRESET, Preset, load_presets
+from gptterm.remote import is_remote
+from gptterm.remote.httpclient import public_url
 from gptterm.protocol import Command, Event, LoadModel, ModelFailed, ModelLoaded, ModelLoading
 from gptterm.textsafe import inert
 from gptterm.ui.commands import PROVIDERS
@@ -265,6 +267,10 @@ class GptTermApp(App[None]):
                 description = f"{description} · {inert(spec.source, single_line=True)}"
             rows.append((spec.name, label, f"{description}{where}"))
             names.add(spec.name)
+        for name, table in sorted(self.settings.backends.items()):
+            rows.append((f"remote:{name}", f"remote:{inert(name, single_line=True)}",
+                         f"{table.flavor} server · {inert(public_url(table.url), single_line=True)}"))
+            names.add(f"remote:{name}")
         current = self.current_model
         if current and current not in names:
             rows.append((current, short_model(current), "in use"))
@@ -296,7 +302,7 @@ class GptTermApp(App[None]):
                              loading=self.loading_model and short_model(self.loading_model),
                              load_message="")
         spec = catalog.resolve(event.name)
-        if spec.local and event.name not in catalog.SHIPPED:
+        if spec.local and event.name not in catalog.SHIPPED and not is_remote(event.name):
             from gptterm import local_models
 
             try:

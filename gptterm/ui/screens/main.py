@@ -51,6 +51,7 @@ from gptterm.protocol import (
     TokenCount,
     new_request_id,
 )
+from gptterm.remote import is_remote
 from gptterm.recorder import (
     TurnRecorder, context_segments, joined_prompt, status_for, window_notices, with_sampling,
 )
@@ -77,7 +78,7 @@ INSPECT_TOP_K = 5  # candidates per token the token inspector asks for
 COMPARE_DEFAULTS = ("greedy", "top-p")  # compared with the current preset unless changed
 NARROW_COLS = 80  # below this the sidebar hides unless asked for (Ctrl+S)
 COUNT_DELAY_S = 0.25  # the prompt's token count is asked for this long after typing stops
-OPEN_FOLDER = "\x00folder"  # the model picker's "a folder…" row (no model has this name)
+OPEN_FOLDER = "\x00folder"  # the model picker's "a folder or server…" row (no model's name)
 
 
 class MainFooter(Footer):
@@ -261,7 +262,7 @@ class MainScreen(Screen[None]):
         wanted, current = session.model, self.app.current_model
         if not wanted or wanted == current or (startup and self.app.model_explicit):
             return
-        if not catalog.resolve(wanted).available_offline():
+        if not is_remote(wanted) and not catalog.resolve(wanted).available_offline():
             self.app.notify(f"This session was written with {short_model(wanted)}, which is "
                             f"not on this machine: continuing with "
                             f"{short_model(current) or 'the default model'}",
@@ -840,11 +841,13 @@ class MainScreen(Screen[None]):
     def action_pick_model(self) -> None:
         items = [(name, label, description)
                  for name, label, description in self.app.model_choices()]
-        items.append((OPEN_FOLDER, "a folder…", "type the path of a checkpoint folder"))
+        items.append((OPEN_FOLDER, "a folder or server…",
+                      "type a checkpoint folder's path, a server URL or remote:NAME"))
 
         def done(name: str | None) -> None:
             if name == OPEN_FOLDER:
-                self.app.push_screen(AskScreen("Model folder (holds config.json)", ""),
+                self.app.push_screen(AskScreen("Model folder (holds config.json), server URL "
+                                               "(http://...) or remote:NAME", ""),
                                      self._folder_given)
             elif name:
                 self.choose_model(name)
@@ -853,6 +856,9 @@ class MainScreen(Screen[None]):
 
     def _folder_given(self, path: str | None) -> None:
         if not path or not path.strip():
+            return
+        if is_remote(path.strip()):  # the server says whether it answers
+            self.choose_model(path.strip())
             return
         folder = Path(path.strip()).expanduser()
         problem = model_folder_problem(folder)
