@@ -271,7 +271,7 @@ def verify(turns: Sequence[Turn], runner: Runner) -> Iterator[TurnCheck]:
         elif turn.seed is None and method == "sample":
             yield TurnCheck(turn, "unverifiable", detail="cannot verify: this sampled turn "
                             "has no recorded seed")
-        elif not turn.token_ids and stopped_early(turn):
+        elif not (turn.token_ids or remote_turn(turn) and turn.text) and stopped_early(turn):
             yield TurnCheck(turn, "unverifiable",
                             detail=f"cannot verify: the {turn.status} turn stored no tokens")
         elif method == "beam" and stopped_early(turn):
@@ -370,8 +370,10 @@ class EngineRunner:
             raise RerunError(f"its stored preset is invalid: {exc}") from None
         stats = turn.stats if isinstance(turn.stats, dict) else {}
         max_new = _stat_int(stats, "max_new_tokens")
-        if stopped_early(turn):
+        if stopped_early(turn) and not remote_turn(turn):
             max_new = max(1, len(turn.token_ids))  # it stopped there: no need to go further
+        # (A server's stream may miss ids, so its stopped turn re-runs to its full length
+        # and only the stored text's length is compared.)
         if remote_turn(turn):
             self._same_server(turn)
             command = Generate(new_request_id(), f"verify:{turn.session_id}:{turn.model}",

@@ -578,3 +578,26 @@ def test_models_lists_the_configured_servers_and_whether_each_answers(tmp_path, 
                    "version": "b6500-abc1234"}
     assert gone["available"] is False and gone["description"] == (
         f"cannot reach {dead}: connection refused")
+
+
+def test_a_cancelled_remote_turn_is_compared_up_to_where_it_stopped(tmp_path):
+    from gptterm import replay
+    from gptterm.recorder import TurnRecorder, open_session
+    from gptterm.store import Store
+
+    with llama_server([llama_stream(["To", " be", " or"])]) as server:
+        store = Store(tmp_path / "s.db")
+        sid = open_session(store, "c")
+        recorder = TurnRecorder(store, sid, server.url, GREEDY, seed=1)
+        rid = recorder.start("x").request_id
+        backend = Backend("llama.cpp", "b6500-abc1234", server.url)
+        recorder.on_event(Started(rid, 0, None, max_new_tokens=80, backend=backend))
+        recorder.on_event(TextDelta(rid, "To b"))  # no ids: text is what is compared
+        recorder.on_event(Done(rid, "cancelled", 1, 0.1, 0.1))
+        turns = store.turns(sid)
+        with replay.EngineRunner(device="cpu") as runner:
+            check = next(replay.verify(turns, runner))
+        store.close()
+    assert check.outcome == "identical", check.detail
+    assert server.posted("/completion")[0]["n_predict"] == 80  # not cut to the stored ids
+    assert turns[-1].stats["backend_url"] == server.url
