@@ -93,11 +93,14 @@ def run(args: argparse.Namespace) -> int:
                              "language": spec.language, "description": spec.description,
                              "available": spec.available_offline(),
                              "n_ctx": context_size(spec)}))
+        from gptterm.protocol import Backend
+
         for name, url, answer in backends:
             info = answer if not isinstance(answer, str) else None
             print(json_line({"name": name, "source": url, "language": "?",
-                             "description": answer if isinstance(answer, str) else
-                             info.describe(url), "available": info is not None,
+                             "description": answer if info is None else
+                             Backend(info.flavor, info.version, url).describe(),
+                             "available": info is not None,
                              "n_ctx": (info.n_ctx or None) if info else None,
                              "flavor": info.flavor if info else None,
                              "version": info.version if info else None}))

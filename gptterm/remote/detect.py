@@ -27,11 +27,6 @@ class ServerInfo:
     n_ctx: int
     model: str | None
 
-    def describe(self, url: str) -> str:
-        """One line naming the backend, as a turn records it."""
-        version = f" {self.version}" if self.version else ""
-        return f"{self.flavor}{version} at {url}"
-
 
 def _reachable(server: Server, path: str) -> Any:
     """The JSON at `path`, or None when the server answers there with an error (another

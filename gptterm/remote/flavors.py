@@ -20,6 +20,7 @@ from gptterm.presets import DEFAULT_ORDER, Preset, active_steps
 from gptterm.tomlfiles import show_value
 
 FLAVORS = ("llama.cpp", "vllm", "sglang", "tgi", "ollama", "openai")
+WARPERS = ("temperature", "top_k", "top_p", "min_p", "typical_p")  # act only when sampling
 OPENAI_LIKE = ("vllm", "sglang", "openai")  # all speak /v1/completions
 
 _ALL = dict.fromkeys(FLAVORS)
@@ -87,14 +88,11 @@ def _step_field(step: str) -> str:
     return "no_repeat_ngram_size" if step == "no_repeat_ngram" else step
 
 
-def _in_effect(preset: Preset, sampling: bool) -> list[str]:
-    """The fields of `preset` that change what is generated (beyond method and order)."""
-    active = active_steps(preset)
-    fields = [_step_field(step) for step in active
-              if sampling or step not in ("temperature", "top_k", "top_p", "min_p", "typical_p")]
-    if preset.stop:
-        fields.append("stop")
-    return fields
+def _in_effect(preset: Preset) -> list[str]:
+    """The fields of `preset` that change what is generated (beyond method and order):
+    its active steps (warpers only when sampling, as in transformers) and stop strings."""
+    fields = [_step_field(step) for step in active_steps(preset)]
+    return fields + ["stop"] if preset.stop else fields
 
 
 def _order_problem(preset: Preset, flavor: str, steps: list[str]) -> bool:
@@ -140,12 +138,11 @@ def translate(preset: Preset, flavor: str, *, lenient: bool = False,
         method = "greedy"
     sampling = method == "sample"
     dropped_fields: set[str] = set()
-    for name in _in_effect(preset, sampling):
+    for name in _in_effect(preset):
         if flavor not in FIELDS[name]:
             problems.append(_shown(name, getattr(preset, name)))
             dropped_fields.add(name)
-    steps = [s for s in active_steps(preset) if _step_field(s) not in dropped_fields
-             and (sampling or s not in ("temperature", "top_k", "top_p", "min_p", "typical_p"))]
+    steps = [s for s in active_steps(preset) if _step_field(s) not in dropped_fields]
     if _order_problem(preset, flavor, steps):
         problems.append(_shown("order", [s for s in preset.order if s in steps]))
     if problems and not lenient:
@@ -153,8 +150,7 @@ def translate(preset: Preset, flavor: str, *, lenient: bool = False,
     neutral = Preset()
 
     def value(name: str) -> Any:
-        warper = name in ("temperature", "top_k", "top_p", "min_p", "typical_p")
-        if name in dropped_fields or (warper and not sampling):
+        if name in dropped_fields or (name in WARPERS and not sampling):
             return getattr(neutral, name)
         return getattr(preset, name)
 
