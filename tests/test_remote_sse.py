@@ -72,3 +72,8 @@ def test_ndjson_lines():
     data = b'{"response": "a"}\n\n{"response": "\xc3\xa9"}\r\n{"done": true}'
     assert feed_all(LineParser(), bytewise(data)) == [
         '{"response": "a"}', '{"response": "é"}', '{"done": true}']
+
+
+def test_events_without_data_are_dropped_and_a_byte_order_mark_is_ignored():
+    data = "\ufeffdata: a\n\nevent: error\n\ndata:\n\nid: 3\n\ndata: b\n\n".encode()
+    assert feed_all(SSEParser(), bytewise(data)) == [SSEvent("a"), SSEvent("b")]

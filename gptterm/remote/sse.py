@@ -72,9 +72,14 @@ class SSEParser:
         self._lines = _Lines()
         self._data: list[str] = []
         self._event = ""
+        self._first = True
 
     def feed(self, chunk: bytes) -> list[SSEvent]:
-        return self._read(self._lines.feed(chunk))
+        lines = self._lines.feed(chunk)
+        if self._first and lines:
+            self._first = False
+            lines[0] = lines[0].removeprefix("\ufeff")  # a byte order mark may open a stream
+        return self._read(lines)
 
     def close(self) -> list[SSEvent]:
         """The end of the stream: an event without its blank line is not dispatched."""
@@ -86,8 +91,9 @@ class SSEParser:
         events: list[SSEvent] = []
         for line in lines:
             if not line:
-                if self._data:
-                    events.append(SSEvent("\n".join(self._data), self._event or "message"))
+                data = "\n".join(self._data)
+                if data:  # an event with no data (or only an empty line of it) is dropped
+                    events.append(SSEvent(data, self._event or "message"))
                 self._data, self._event = [], ""
                 continue
             if line.startswith(":"):
