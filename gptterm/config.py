@@ -9,6 +9,7 @@ preset, session and theme, plus key rebindings:
     theme = "gptterm-dark"
     sidebar = true
     threads = 4
+    precision = "auto"              # auto | fp32 | bf16 | fp16 | int8 (engine/precision.py)
 
     [keys]
     new_session = "ctrl+n"
@@ -44,8 +45,9 @@ from gptterm.tomlfiles import one_line, show_value
 
 CONFIG_NAME = "config.toml"
 _STRINGS = ("model", "preset", "session", "theme")
-_KNOWN_KEYS = (*_STRINGS, "sidebar", "threads", "keys", "backends")
+_KNOWN_KEYS = (*_STRINGS, "sidebar", "threads", "precision", "keys", "backends")
 THREADS_MAX = 256
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16", "int8")
 BACKEND_FLAVORS = ("auto", "llama.cpp", "vllm", "sglang", "tgi", "ollama", "openai")
 _BACKEND_KEYS = ("url", "flavor", "model", "api_key_env", "lenient")
 
@@ -76,6 +78,7 @@ class Settings:
     theme: str | None = None
     sidebar: bool = True
     threads: int | None = None  # CPU threads for the engine; None: the library default
+    precision: str | None = None  # one of PRECISION_CHOICES; None: the device's default
     keys: dict[str, str] = field(default_factory=dict)  # action id -> "key,key"
     backends: dict[str, BackendConfig] = field(default_factory=dict)  # never written back
     # Where these values came from, not settings: the values as read (what a save diffs
@@ -93,6 +96,7 @@ def _flat(settings: Settings) -> dict[str, Any]:
     flat: dict[str, Any] = {key: getattr(settings, key) for key in _STRINGS}
     flat["sidebar"] = settings.sidebar
     flat["threads"] = settings.threads
+    flat["precision"] = settings.precision
     for action, keys in settings.keys.items():
         flat[f"keys.{action}"] = keys
     return flat
@@ -123,6 +127,12 @@ def _read(data: dict[str, Any], where: Path) -> tuple[Settings, list[str], list[
             else:
                 bad.append(f"{where}: threads = {show_value(value)}: expected an integer from 1 "
                            f"to {THREADS_MAX}")
+        elif key == "precision":
+            if value in PRECISION_CHOICES:
+                settings.precision = value
+            else:
+                bad.append(f"{where}: precision = {show_value(value)}: expected one of "
+                           f"{', '.join(PRECISION_CHOICES)}")
         elif key == "keys":
             _read_keys(value, settings, bad, where)
         elif key == "backends":

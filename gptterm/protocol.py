@@ -129,12 +129,14 @@ class Backend:
 
 @dataclass(frozen=True)
 class ModelLoaded:
-    """A model is ready. `backend` names the server of a remote model (None: in-process)."""
+    """A model is ready. `backend` names the server of a remote model (None: in-process);
+    `precision` is what an in-process model decodes at (fp32, bf16, ...; "": not said)."""
 
     name: str
     device: str
     n_ctx: int
     backend: Backend | None = None
+    precision: str = ""
 
 
 @dataclass(frozen=True)

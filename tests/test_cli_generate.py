@@ -69,7 +69,8 @@ def test_plain_stream_and_stats_line(tiny_model_dir):
     assert result.stdout.strip()
     stats = result.stderr.strip().splitlines()[-1]
     fields = dict(part.split("=") for part in stats.split())
-    assert set(fields) == {"tokens", "ttft_ms", "tok_per_s", "reused"}
+    assert set(fields) == {"tokens", "ttft_ms", "tok_per_s", "reused", "precision"}
+    assert fields["precision"] == "fp32"  # the default on a CPU
     assert int(fields["tokens"]) <= 5 and float(fields["ttft_ms"]) > 0
 
 

@@ -11,6 +11,7 @@ import shlex
 import sys
 
 from gptterm.cli_types import finite_float, non_negative_int, positive_int, seed_arg, text_arg
+from gptterm.config import PRECISION_CHOICES
 from gptterm.training.run import FLOAT_RANGES
 
 
@@ -71,6 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: the model's context)")
     p.add_argument("--max-tokens", type=non_negative_int, default=0, help="score at most this many tokens")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--precision", choices=PRECISION_CHOICES,
+                   help="score with the engine's runner at this precision (auto: the one the "
+                        "engine picks); default: transformers at fp32")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     _threads_option(p)
     p.set_defaults(func=run_perplexity)
@@ -213,12 +217,14 @@ def run_perplexity(args: argparse.Namespace) -> int:
     try:
         result = file_perplexity(args.model, args.file, context=args.context,
                                  max_tokens=args.max_tokens, device=args.device,
-                                 threads=requested_threads(args.threads))
+                                 threads=requested_threads(args.threads),
+                                 precision=args.precision)
     except TrainingError as exc:
         raise UsageError(str(exc)) from None
     if args.json:
         print(json.dumps(result))
     else:
+        at = f" at {result['precision']}" if "precision" in result else ""
         print(f"perplexity {result['perplexity']:.2f} (loss {result['loss']:.4f} over "
-              f"{result['tokens']:,} tokens, {result['model']} on {result['file']})")
+              f"{result['tokens']:,} tokens, {result['model']}{at} on {result['file']})")
     return 0

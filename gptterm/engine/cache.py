@@ -1,8 +1,8 @@
 """Per-session prefix KV caches under one memory budget, least recently used evicted first.
 
-A `CacheEntry` holds the token ids a session's cache has seen, the transformers
-`DynamicCache` for them, and the last-layer hidden state of each token (contrastive
-search compares candidates against them). `offset` is how many tokens of the session's
+A `CacheEntry` holds the token ids a session's cache has seen and the runner's cache
+for them (`runner.py`: keys, values and the last-layer hidden state of each token, which
+contrastive search compares candidates against). `offset` is how many tokens of the session's
 full context were dropped from the front to fit the model's window: the next turn keeps
 the same window start, so its prefix is still cached.
 """
@@ -27,53 +27,26 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 @dataclass
 class CacheEntry:
     ids: list[int] = field(default_factory=list)
-    past: Any = None  # transformers DynamicCache, batch 1
+    past: Any = None  # the runner's cache (runner.py), batch 1; None when empty
     offset: int = 0
     last_used: float = field(default_factory=time.monotonic)
-    # Hidden states arrive in chunks, one per forward; joined only when asked for, so the
-    # per-token loop does not copy the whole history each step.
-    _hidden_chunks: list = field(default_factory=list)
 
     @property
     def hidden(self) -> Any:
         """torch tensor [len(ids), d]: the last-layer hidden state of each cached token."""
-        if not self._hidden_chunks:
-            return None
-        if len(self._hidden_chunks) > 1:
-            import torch
-
-            self._hidden_chunks = [torch.cat(self._hidden_chunks)]
-        return self._hidden_chunks[0]
-
-    @hidden.setter
-    def hidden(self, value: Any) -> None:
-        self._hidden_chunks = [] if value is None else [value]
-
-    def add_hidden(self, chunk: Any) -> None:
-        self._hidden_chunks.append(chunk)
+        return None if self.past is None or not self.ids else self.past.hidden()
 
     def crop(self, n: int) -> None:
         """Keep only the first `n` cached tokens."""
         if n <= 0 or self.past is None:
-            self.ids, self.past, self._hidden_chunks = [], None, []
+            self.ids, self.past = [], None
             return
-        drop = len(self.ids) - n
-        if drop > 0:
-            self.past.crop(-drop)  # transformers 5 accepts only "tokens to remove" here
+        if len(self.ids) > n:
+            self.past.crop(n)
             self.ids = self.ids[:n]
-            self._hidden_chunks = [self.hidden[:n]]
 
     def nbytes(self) -> int:
-        if self.past is None:
-            return 0
-        total = 0
-        for layer in getattr(self.past, "layers", []):
-            for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
-                if t is not None and hasattr(t, "element_size"):
-                    total += t.element_size() * t.nelement()
-        for chunk in self._hidden_chunks:
-            total += chunk.element_size() * chunk.nelement()
-        return total
+        return 0 if self.past is None else self.past.nbytes()
 
 
 class SessionCaches:

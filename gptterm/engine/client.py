@@ -28,15 +28,17 @@ class EngineClient:
     """Runs an engine (local or remote, see the module docstring) and waits on its events.
 
     `lenient`: a server drops the preset fields it cannot honour instead of refusing
-    them; `backends`: the config's [backends] tables (None: read when one is named).
+    them; `backends`: the config's [backends] tables (None: read when one is named);
+    `precision`: the local engine's (see Engine).
     """
 
     def __init__(self, device: str = "auto", threads: int | None = None,
-                 lenient: bool = False, backends: dict | None = None):
+                 lenient: bool = False, backends: dict | None = None,
+                 precision: str | None = None):
         self._events: queue.Queue[Event] = queue.Queue()
 
         def local(emit):
-            return Engine(emit, device=device, threads=threads)
+            return Engine(emit, device=device, threads=threads, precision=precision)
 
         self.engine = RoutingEngine(self._events.put, local, backends=backends,
                                     lenient=lenient).start()

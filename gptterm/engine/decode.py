@@ -4,49 +4,40 @@ Strategies (greedy/sample here, beam and contrastive in `strategies.py`) drive
 generation through `prefill` and `advance`; the cache entry always matches the
 window `full[entry.offset:]`. When a reply fills the window, `advance` moves the
 window start by the rule in `window.py` and rebuilds the cache from the new start.
+The forward pass itself is the runner's (`runner.py`).
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 from typing import Any
 
 import torch
-from transformers import DynamicCache
 
 from gptterm.engine import window
 from gptterm.engine.cache import CacheEntry, common_prefix
-
-
-def cache_kwarg(model: Any) -> str:
-    """`cache` in newer transformers 5.x, `past_key_values` before."""
-    return _cache_kwarg(type(model))
-
-
-@functools.cache
-def _cache_kwarg(cls: type) -> str:
-    params = inspect.signature(cls.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
+from gptterm.engine.runner import runner_for
 
 
 class Decoder:
     """One session's view of the model: prefill a context, then advance token by token.
 
+    `model` is a runner (`runner.py`) or a transformers model (run by its fp32 runner).
     `full` is the whole token sequence (context, then the reply so far); the model
     sees `full[entry.offset:]`, at most `n_ctx` tokens. `slides` counts window moves
     made while writing.
     """
 
     def __init__(self, model: Any, entry: CacheEntry, device: str, n_ctx: int | None = None):
+        self.runner = runner_for(model)
         self.model = model
         self.entry = entry
         self.device = device
         self.n_ctx = n_ctx
         self.full: list[int] = []
         self.slides = 0
+        # One token's input, reused every step (no tensor built per token).
+        self._one = torch.zeros((1, 1), dtype=torch.long, device=device)
 
-    @torch.inference_mode()
     def prefill(self, full: list[int], start: int = 0,
                 reuse_limit: int | None = None) -> tuple[torch.Tensor, int]:
         """Bring the cache to `full[start:]`, reusing the longest cached prefix.
@@ -69,9 +60,10 @@ class Decoder:
         if reuse_limit is not None:
             reused = max(0, min(reused, reuse_limit))
         self.entry.crop(reused)
-        return self._forward(ids[reused:]), reused
+        new = ids[reused:]
+        return self._forward(torch.tensor([new], dtype=torch.long, device=self.device),
+                             new), reused
 
-    @torch.inference_mode()
     def advance(self, token_id: int) -> torch.Tensor:
         """Append one token; return the logits for the next one."""
         self.full.append(token_id)
@@ -81,17 +73,15 @@ class Decoder:
             self.entry.crop(0)
             self.entry.offset = start
             self.slides += 1
-            return self._forward(self.full[start:])
-        return self._forward([token_id])
+            ids = self.full[start:]
+            return self._forward(torch.tensor([ids], dtype=torch.long, device=self.device), ids)
+        self._one.fill_(token_id)
+        return self._forward(self._one, [token_id])
 
-    def _forward(self, new_ids: list[int]) -> torch.Tensor:
+    def _forward(self, input_ids: torch.Tensor, new_ids: list[int]) -> torch.Tensor:
         entry = self.entry
         if entry.past is None:
-            entry.past = DynamicCache()
-        input_ids = torch.tensor([new_ids], dtype=torch.long, device=self.device)
-        # The DynamicCache grows in place. transformers 5.24 renamed the argument.
-        out = self.model(input_ids=input_ids, **{cache_kwarg(self.model): entry.past},
-                         use_cache=True, output_hidden_states=True, logits_to_keep=1)
+            entry.past = self.runner.new_cache(capacity=len(entry.ids) + len(new_ids))
+        logits = self.runner.forward(input_ids, entry.past)
         entry.ids.extend(new_ids)
-        entry.add_hidden(out.hidden_states[-1][0])
-        return out.logits[0, -1].float()
+        return logits[0]

@@ -55,12 +55,16 @@ class Engine:
         device: auto | cpu | cuda, used when a LoadModel does not say.
         cache_budget: bytes of KV cache kept across sessions.
         threads: CPU threads for the model (None: picked for the model's size).
+        precision: auto | fp32 | bf16 | fp16 | int8 (None: the config's, else the
+            device's default; see engine/precision.py).
     """
 
     def __init__(self, emit: Callable[[Event], None], device: str = "auto",
-                 cache_budget: int = DEFAULT_CACHE_BUDGET, threads: int | None = None):
+                 cache_budget: int = DEFAULT_CACHE_BUDGET, threads: int | None = None,
+                 precision: str | None = None):
         self._emit = emit
         self._threads = threads  # CPU threads asked for (None: picked per model)
+        self._precision = precision
         self._threads_in_use: int | None = None  # set on the worker when a model loads
         self._device = device
         self._cache_budget = cache_budget
@@ -137,7 +141,7 @@ class Engine:
 
     def _load(self, command: LoadModel) -> None:
         from gptterm.engine.cache import SessionCaches
-        from gptterm.engine.loading import LoadError, load
+        from gptterm.engine.loading import LoadError, load, with_precision
         from gptterm.engine.threads import use_threads
 
         spec = catalog.resolve(command.name)
@@ -148,16 +152,19 @@ class Engine:
 
         try:
             lm = load(spec, device, progress)
+            # On the worker itself: torch's thread count is per thread once it has run an
+            # op. Before the precision: `auto` measures speed with it.
+            n_params = sum(p.numel() for p in lm.model.parameters())
+            threads = use_threads(n_params, self._threads)
+            with_precision(lm, self._precision, threads, progress)
         except LoadError as exc:
             self._emit(ModelFailed(command.name, str(exc)))
             return
         # Only now drop the old model: a failed load keeps it in use.
         self._lm, self._model_name = lm, command.name
         self._caches = SessionCaches(self._cache_budget)
-        # On the worker itself: torch's thread count is per thread once it has run an op.
-        n_params = sum(p.numel() for p in lm.model.parameters())
-        self._threads_in_use = use_threads(n_params, self._threads)
-        self._emit(ModelLoaded(command.name, lm.device, lm.n_ctx))
+        self._threads_in_use = threads
+        self._emit(ModelLoaded(command.name, lm.device, lm.n_ctx, precision=lm.precision))
 
     def _generate(self, command: Generate) -> None:
         with self._lock:

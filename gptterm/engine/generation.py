@@ -146,7 +146,7 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
         start = window.place(len(full), before, lm.n_ctx,
                              window.room_needed(preset.method, max_new))
     ids = full[start:]
-    dec = Decoder(lm.model, entry, lm.device, lm.n_ctx)
+    dec = Decoder(lm.runner or lm.model, entry, lm.device, lm.n_ctx)
     logits, reused = dec.prefill(full, start, command.reuse_limit)
     caches.enforce_budget(keep=command.session_id)
     emit(Started(command.request_id, len(ids), reused, window_start=start,

@@ -30,6 +30,8 @@ class LoadedModel:
     device: str
     n_ctx: int
     eos_token_id: int | None
+    runner: Any = None  # runner.py: what decodes (None: the fp32 runner of `model`)
+    precision: str = "fp32"  # the runner's precision (precision.py)
 
 
 def quiet_transformers() -> None:
@@ -94,9 +96,9 @@ def load(spec: ModelSpec, device: str = "auto",
     except Exception as exc:  # transformers raises many kinds; the user needs one line
         raise LoadError(f"{spec.name}: cannot load its tokenizer: {first_line(exc)}") from None
     progress(0.5, "loading weights")
-    dtype = torch.float16 if dev == "cuda" else torch.float32
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True, dtype=dtype)
+    try:  # fp32: the runner makes any lower precision from it (with_precision)
+        model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True,
+                                                     dtype=torch.float32)
     except Exception as exc:
         raise LoadError(f"{spec.name}: cannot load its weights: {first_line(exc)}") from None
     progress(0.9, f"moving to {dev}")
@@ -106,3 +108,36 @@ def load(spec: ModelSpec, device: str = "auto",
                                                                   1024))
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else config.eos_token_id
     return LoadedModel(spec, model, tokenizer, dev, n_ctx, eos)
+
+
+def with_precision(lm: LoadedModel, requested: str | None, threads: int,
+                   progress: Callable[[float, str], None] = lambda f, m: None) -> LoadedModel:
+    """Give `lm` its runner at `requested` (None: the config's precision, else the
+    device's default); LoadError with one line when the machine cannot run it."""
+    from gptterm.engine import precision
+
+    start = lm.tokenizer.bos_token_id if lm.tokenizer.bos_token_id is not None \
+        else lm.eos_token_id
+    try:
+        choice = precision.requested_precision(requested, lm.device)
+        if choice == "auto":
+            progress(0.92, "choosing a precision (measured once per model)")
+        lm.runner = precision.resolve(lm.model, choice, model_dir=weights_dir(lm.spec),
+                                      device=lm.device, threads=threads,
+                                      start_token=start or 0, n_ctx=lm.n_ctx)
+    except precision.PrecisionError as exc:
+        raise LoadError(str(exc)) from None
+    lm.precision = lm.runner.precision
+    return lm
+
+
+def weights_dir(spec: ModelSpec) -> str | None:
+    """The folder holding the model's weight files (a hub model's cached snapshot)."""
+    if spec.local:
+        return spec.source
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(spec.source, local_files_only=True)
+    except Exception:  # noqa: BLE001 - only a cache key: without it auto measures again
+        return None

@@ -17,7 +17,6 @@ Both check `cancel` (a threading.Event) before every model call.
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -25,38 +24,9 @@ from typing import Any
 import torch
 
 from gptterm.engine import sampling
-from gptterm.engine.decode import cache_kwarg
 from gptterm.presets import Preset
 
 _BIG = -1.0e9  # transformers' "never pick this" score offset
-
-
-@torch.inference_mode()
-def _fork_cache(past: Any, repeats: int) -> Any:
-    """A cache holding `repeats` copies of `past` (batch 1) that shares nothing writable
-    with it: the session's own cache stays untouched whatever the fork goes through."""
-    layers = getattr(past, "layers", None)
-    if layers is not None:
-        fork = copy.copy(past)
-        fork.layers = [copy.copy(layer) for layer in layers]
-    else:
-        fork = copy.deepcopy(past)
-    # repeat_interleave allocates new tensors, and forward passes only ever concatenate.
-    fork.batch_repeat_interleave(repeats)
-    return fork
-
-
-@torch.inference_mode()
-def _forward(model: Any, tokens: torch.Tensor, past: Any,
-             hidden: bool = False) -> tuple[torch.Tensor, Any, torch.Tensor | None]:
-    """Run one new token per row: (next logits [B, V] float32, cache, last hidden [B, d]).
-
-    The cache object is extended in place and returned.
-    """
-    out = model(input_ids=tokens[:, None], use_cache=True, output_hidden_states=hidden,
-                logits_to_keep=1, **{cache_kwarg(model): past})
-    last = out.hidden_states[-1][:, -1] if hidden else None
-    return out.logits[:, -1].float(), past, last
 
 
 class _Beams:
@@ -175,13 +145,13 @@ def beam_search(dec: Any, logits: torch.Tensor, *, preset: Preset, max_new_token
             yield state.running[0], True
             return
         yield state.running[0], False
-        # The cache follows the beams; the prompt's copy is made once, on the first step.
+        # The cache follows the beams; the prompt's copy is made once, on the first step,
+        # with room for the whole reply. The session's own cache is never written.
         if past is None:
-            past = _fork_cache(dec.entry.past, num_beams)
-        with torch.inference_mode():
-            past.reorder_cache(beam_idx)
-        last = torch.tensor([h[-1] for h in state.running], dtype=torch.long, device=device)
-        step_logits, past, _ = _forward(dec.model, last, past)
+            past = dec.entry.past.fork(num_beams, room=max_new_tokens)
+        past.reorder(beam_idx)
+        last = torch.tensor([[h[-1]] for h in state.running], dtype=torch.long, device=device)
+        step_logits = dec.runner.forward(last, past)
     yield state.finished[0], True
 
 
@@ -204,15 +174,15 @@ def contrastive_search(dec: Any, logits: torch.Tensor, *, preset: Preset, max_ne
         scores = sampling.apply_chain(chain, history, logits.float()[None])
         probs = torch.softmax(scores[0], dim=-1)
         top_probs, top_ids = torch.topk(probs, k=min(k, probs.shape[-1]))
-        fork = _fork_cache(entry.past, len(top_ids))
-        next_logits, fork, cand_hidden = _forward(dec.model, top_ids, fork, hidden=True)
-        best = int(torch.argmax(contrastive_scores(top_probs, cand_hidden, entry.hidden, alpha)))
+        context = entry.hidden
+        fork = entry.past.fork(len(top_ids))
+        next_logits = dec.runner.forward(top_ids[:, None], fork)
+        cand_hidden = fork.last_hidden()
+        best = int(torch.argmax(contrastive_scores(top_probs, cand_hidden, context, alpha)))
         token = int(top_ids[best])
         # The winner's row of the fork is the session cache extended by `token`.
-        fork.batch_select_indices(torch.tensor([best], device=top_ids.device))
-        entry.past = fork
+        entry.past = fork.select(best)
         entry.ids.append(token)
-        entry.add_hidden(cand_hidden[best:best + 1])
         logits = next_logits[best]
         yield token
 

@@ -9,9 +9,11 @@ from gptterm.training import TrainingError, corpus
 
 def file_perplexity(model_name: str, path: str, *, context: int | None = None,
                     max_tokens: int = 0, device: str = "auto",
-                    threads: int | None = None) -> dict:
+                    threads: int | None = None, precision: str | None = None) -> dict:
     """{'perplexity', 'loss', 'tokens', 'model', 'file'} of `model_name` on the file;
-    `threads` as in engine/threads.py (None: picked for the model)."""
+    `threads` as in engine/threads.py (None: picked for the model). With `precision`
+    (engine/precision.py) the engine's runner scores it at that precision, and the
+    result names it ('precision')."""
     text = "\n".join(d.text for d in corpus.read_corpus([path], "text"))
     from gptterm.engine.threads import use_threads
     from gptterm.training import data, evaluate
@@ -24,11 +26,36 @@ def file_perplexity(model_name: str, path: str, *, context: int | None = None,
     block = min(context or model.config.n_positions, model.config.n_positions)
     if block < 1:
         raise TrainingError(f"--context: expected a positive number, got {context}")
-    use_threads(sum(p.numel() for p in model.parameters()), threads, tokens=block)
+    n_threads = use_threads(sum(p.numel() for p in model.parameters()), threads, tokens=block)
     ids = data.encode_documents(tokenizer, [text])[:-1]  # no trailing eos
     rows = data.eval_blocks(ids, block, max_tokens)
     if not rows:
         raise TrainingError(f"{path}: too short to score (fewer than 2 tokens)")
-    loss, count = evaluate.mean_loss(model, rows, dev)
+    extra = {}
+    if precision is None:
+        loss, count = evaluate.mean_loss(model, rows, dev)
+    else:
+        from gptterm.engine.precision import mean_loss
+
+        runner = _runner(model, model_name, precision, dev, n_threads, tokenizer)
+        loss, count = mean_loss(runner, rows)
+        extra = {"precision": runner.precision}
     return {"perplexity": round(evaluate.perplexity(loss), 4), "loss": round(loss, 6),
-            "tokens": count, "model": model_name, "file": str(Path(path))}
+            "tokens": count, "model": model_name, "file": str(Path(path)), **extra}
+
+
+def _runner(model, model_name: str, precision: str, device: str, threads: int, tokenizer):
+    """The engine's runner of `model` at `precision` (auto: as the engine picks it)."""
+    from gptterm import catalog
+    from gptterm.engine import precision as prec
+    from gptterm.engine.loading import weights_dir
+
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None \
+        else tokenizer.eos_token_id
+    try:
+        return prec.resolve(model.eval(), precision,
+                            model_dir=weights_dir(catalog.resolve(model_name)),
+                            device=device, threads=threads, start_token=start or 0,
+                            n_ctx=model.config.n_positions)
+    except prec.PrecisionError as exc:
+        raise TrainingError(str(exc)) from None

@@ -45,14 +45,16 @@ EngineFactory = Callable[[Callable[[Event], None]], Any]
 
 
 def default_engine_factory(emit: Callable[[Event], None], threads: int | None = None,
-                           lenient: bool = False) -> Any:
+                           lenient: bool = False, precision: str | None = None) -> Any:
     """The real engine: a RoutingEngine, which runs a model named by a URL or `remote:NAME`
     on that server (`lenient`: dropping preset fields it cannot honour) and any other
-    in-process; imported here so `import gptterm.ui.app` stays light."""
+    in-process (at `precision`, None: the config's); imported here so `import
+    gptterm.ui.app` stays light."""
     from gptterm.engine.engine import Engine
     from gptterm.remote.routing import RoutingEngine
 
-    return RoutingEngine(emit, lambda relay: Engine(relay, threads=threads), lenient=lenient)
+    return RoutingEngine(emit, lambda relay: Engine(relay, threads=threads, precision=precision),
+                         lenient=lenient)
 
 
 class GptTermApp(App[None]):
@@ -298,7 +300,7 @@ class GptTermApp(App[None]):
         if self.loading_model == event.name:
             self.loading_model = None
         self.main.status.set(model=short_model(event.name), device=event.device,
-                             n_ctx=event.n_ctx,
+                             precision=event.precision, n_ctx=event.n_ctx,
                              loading=self.loading_model and short_model(self.loading_model),
                              load_message="")
         spec = catalog.resolve(event.name)

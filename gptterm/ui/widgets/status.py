@@ -25,6 +25,7 @@ class StatusInfo:
 
     model: str | None = None
     device: str | None = None
+    precision: str = ""  # what the model decodes at, shown after the device ("": not said)
     preset: str = ""
     loading: str | None = None  # model being loaded
     load_fraction: float = 0.0
@@ -105,7 +106,7 @@ class StatusBar(Widget):
         i = self.info
         parts: list[tuple[str, Content]] = []
         if i.model:
-            dev = f" ({i.device})" if i.device else ""
+            dev = f" ({' '.join(filter(None, (i.device, i.precision)))})" if i.device else ""
             parts.append(("model", Content.assemble(("● ", "$success"), (i.model, "bold"), dev)))
         elif not i.loading:
             parts.append(("model", Content.styled("○ no model", "$warning")))

@@ -1,0 +1,374 @@
+"""Runners: the model forward pass the Decoder and the search strategies drive.
+
+`GPT2Runner` is a hand-written GPT-2 forward over the Hugging Face weights (the same
+math: layer norm, the fused qkv Conv1D, causal attention, gelu_new, the tied lm head)
+on a `KVCache` of preallocated per-layer buffers. transformers' own forward spends most
+of a decode step of a small model in Python (module calls, cache objects, mask
+building, output dataclasses); this one issues only the kernels. At fp32 it shares the
+model's weight tensors, so it costs no memory; the reduced precisions (`precision.py`)
+hold converted copies.
+
+`HFRunner` runs any other causal LM through transformers with a `DynamicCache`, behind
+the same interface, so a model folder that is not GPT-2 still works (at HF's speed).
+
+The interface both keep:
+    runner.new_cache() -> cache
+    runner.forward(ids [B, n], cache, all_logits=False) -> logits [B, V] (or [B, n, V])
+        float32; the cache grows by n and keeps each position's last hidden state.
+    cache.length, cache.crop(n), cache.fork(repeats), cache.reorder(index),
+    cache.select(row), cache.hidden() [length, d] (batch row 0), cache.nbytes()
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+GROW = 64  # KV capacity grows in steps of at least this many positions
+
+
+class KVCache:
+    """Keys and values of every layer, one [2, B, heads, capacity, head_dim] buffer each
+    (keys, then values), and the last hidden state of every position, [B, capacity, d];
+    `length` positions are filled.
+
+    Capacity grows (by copying) up to `limit` when a forward needs more room, so a short
+    session does not hold the whole window; `reserve` makes room ahead of time.
+    """
+
+    def __init__(self, layers: int, batch: int, heads: int, head_dim: int, width: int,
+                 capacity: int, limit: int, dtype: torch.dtype, device: Any):
+        self.shape = (layers, heads, head_dim, width)
+        self.limit = limit
+        self.dtype, self.device = dtype, device
+        self.length = 0
+        self.kv, self.h = self._alloc(batch, capacity)
+
+    def _alloc(self, batch: int, capacity: int):
+        layers, heads, head_dim, width = self.shape
+        kv = [torch.empty(2, batch, heads, capacity, head_dim, dtype=self.dtype,
+                          device=self.device) for _ in range(layers)]
+        return kv, torch.empty(batch, capacity, width, dtype=torch.float32, device=self.device)
+
+    @property
+    def batch(self) -> int:
+        return self.h.shape[0]
+
+    @property
+    def capacity(self) -> int:
+        return self.h.shape[1]
+
+    def reserve(self, total: int) -> None:
+        """Make room for `total` positions (copying what is filled)."""
+        if total <= self.capacity:
+            return
+        if total > self.limit:
+            raise ValueError(f"{total} positions do not fit the model's window of {self.limit}")
+        capacity = min(self.limit, max(total, 2 * self.capacity, GROW))
+        kv, h = self._alloc(self.batch, capacity)
+        n = self.length
+        for new, old in zip(kv, self.kv):
+            new[:, :, :, :n] = old[:, :, :, :n]
+        h[:, :n] = self.h[:, :n]
+        self.kv, self.h = kv, h
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    @property
+    def layers(self) -> list:
+        """Per layer, the filled keys and values (views), as transformers' caches name them."""
+        n = self.length
+        return [_LayerKV(kv[0, :, :, :n], kv[1, :, :, :n]) for kv in self.kv]
+
+    def crop(self, n: int) -> None:
+        """Keep only the first `n` positions (the buffers stay)."""
+        self.length = max(0, min(n, self.length))
+
+    def _copy(self, rows: torch.Tensor, capacity: int) -> "KVCache":
+        out = KVCache.__new__(KVCache)
+        out.shape, out.limit, out.dtype, out.device = self.shape, self.limit, self.dtype, self.device
+        out.length = n = self.length
+        out.kv, out.h = out._alloc(len(rows), capacity)
+        for new, old in zip(out.kv, self.kv):
+            new[:, :, :, :n] = old[:, rows, :, :n]
+        out.h[:, :n] = self.h[rows, :n]
+        return out
+
+    def fork(self, repeats: int, room: int = 1) -> "KVCache":
+        """A new cache with `repeats` copies of row 0 and room for `room` more positions;
+        it shares nothing writable with this one."""
+        rows = torch.zeros(repeats, dtype=torch.long, device=self.device)
+        return self._copy(rows, min(self.limit, self.length + max(1, room)))
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Row i becomes the old row index[i] (beam search follows its beams)."""
+        n = self.length
+        for buf in self.kv:
+            buf[:, :, :, :n] = buf[:, index, :, :n]
+        self.h[:, :n] = self.h[index, :n]
+
+    def select(self, row: int) -> "KVCache":
+        """A batch-1 cache holding row `row` (contrastive search keeps the winner)."""
+        rows = torch.tensor([row], dtype=torch.long, device=self.device)
+        return self._copy(rows, self.capacity)
+
+    def hidden(self) -> torch.Tensor:
+        """[length, d] last hidden state of each position of row 0."""
+        return self.h[0, :self.length]
+
+    def last_hidden(self) -> torch.Tensor:
+        """[B, d] last hidden state of the newest position of each row."""
+        return self.h[:, self.length - 1]
+
+    def nbytes(self) -> int:
+        return sum(t.element_size() * t.nelement() for t in (*self.kv, self.h))
+
+
+class _LayerKV:
+    __slots__ = ("keys", "values")
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+        self.keys, self.values = keys, values
+
+
+Linear = Callable[[torch.Tensor], torch.Tensor]
+
+
+def fp32_linear(weight: torch.Tensor, bias: torch.Tensor) -> Linear:
+    """transformers' Conv1D: x @ weight + bias, weight [in, out] (shared, not copied)."""
+
+    def linear(x: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(bias, x.view(-1, x.shape[-1]), weight).view(*x.shape[:-1], -1)
+
+    return linear
+
+
+def _gelu(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
+        # One kernel for gelu_new's tanh formula (transformers spells it in six).
+        return lambda x: F.gelu(x, approximate="tanh")
+    from transformers.activations import ACT2FN
+
+    return ACT2FN[name]
+
+
+class _Layer:
+    __slots__ = ("ln1", "qkv", "proj", "ln2", "fc", "out")
+
+
+def supports(model: Any) -> bool:
+    """Whether GPT2Runner can run `model` (a transformers GPT2LMHeadModel)."""
+    config = getattr(model, "config", None)
+    return (getattr(config, "model_type", None) == "gpt2"
+            and hasattr(model, "transformer") and not getattr(config, "add_cross_attention",
+                                                              False))
+
+
+class GPT2Runner:
+    """The GPT-2 forward pass over `model`'s weights (see the module docstring).
+
+    Args:
+        model: a transformers GPT2LMHeadModel in eval mode.
+        make_linear: builds each projection from (weight [in, out], bias); fp32 by
+            default, `precision.py` passes reduced-precision ones.
+        head: the lm head, hidden [.., d] -> logits; None: the tied embedding at fp32.
+        kv_dtype: dtype of the KV cache.
+    """
+
+    def __init__(self, model: Any, make_linear: Callable[[torch.Tensor, torch.Tensor], Linear]
+                 = fp32_linear, head: Linear | None = None, kv_dtype: torch.dtype | None = None,
+                 precision: str = "fp32"):
+        config = model.config
+        t = model.transformer
+        self.model = model
+        self.config = config
+        self.precision = precision
+        self.device = t.wte.weight.device
+        self.width = config.n_embd
+        self.heads = config.n_head
+        self.head_dim = self.width // self.heads
+        self.n_ctx = config.n_positions
+        self.eps = config.layer_norm_epsilon
+        self.wte, self.wpe = t.wte.weight, t.wpe.weight
+        self.kv_dtype = kv_dtype or self.wte.dtype
+        self.act = _gelu(config.activation_function)
+        self.scales = [self._scale(i) for i in range(config.n_layer)]
+        self.layers = []
+        for block in t.h:
+            layer = _Layer()
+            layer.ln1 = (block.ln_1.weight, block.ln_1.bias)
+            layer.ln2 = (block.ln_2.weight, block.ln_2.bias)
+            layer.qkv = make_linear(block.attn.c_attn.weight, block.attn.c_attn.bias)
+            layer.proj = make_linear(block.attn.c_proj.weight, block.attn.c_proj.bias)
+            layer.fc = make_linear(block.mlp.c_fc.weight, block.mlp.c_fc.bias)
+            layer.out = make_linear(block.mlp.c_proj.weight, block.mlp.c_proj.bias)
+            self.layers.append(layer)
+        self.ln_f = (t.ln_f.weight, t.ln_f.bias)
+        lm_weight = model.lm_head.weight
+        self.head = head or (lambda x: F.linear(x, lm_weight))
+
+    def _scale(self, index: int) -> float:
+        scale = 1.0 / math.sqrt(self.head_dim) if self.config.scale_attn_weights else 1.0
+        if self.config.scale_attn_by_inverse_layer_idx:
+            scale /= index + 1
+        return scale
+
+    def new_cache(self, batch: int = 1, capacity: int = 0) -> KVCache:
+        return KVCache(len(self.layers), batch, self.heads, self.head_dim, self.width,
+                       min(self.n_ctx, max(capacity, GROW)), self.n_ctx, self.kv_dtype,
+                       self.device)
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @torch.inference_mode()
+    def forward(self, ids: torch.Tensor, cache: KVCache, all_logits: bool = False
+                ) -> torch.Tensor:
+        """Run `ids` [B, n] after the cached positions; returns float32 logits of the last
+        position [B, V] (every position [B, n, V] with `all_logits`)."""
+        batch, n = ids.shape
+        start = cache.length
+        end = start + n
+        cache.reserve(end)
+        d, heads, hd, eps = self.width, self.heads, self.head_dim, self.eps
+        x = F.embedding(ids, self.wte) + self.wpe[start:end]
+        mask, causal = None, False
+        if n > 1:  # a prefill: each new position sees the cache and the new ones up to itself
+            if start:
+                mask = torch.ones(n, end, dtype=torch.bool, device=self.device).tril(start)
+            else:
+                causal = True
+        kv_dtype = self.kv_dtype
+        for layer, kv, scale in zip(self.layers, cache.kv, self.scales):
+            h = F.layer_norm(x, (d,), *layer.ln1, eps)
+            # [B, n, 3d] -> (q, k, v), each [B, heads, n, head_dim]
+            qkv = layer.qkv(h).view(batch, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
+            kv[:, :, :, start:end] = qkv[1:]  # keys and values in one copy
+            q = qkv[0] if qkv.dtype == kv_dtype else qkv[0].to(kv_dtype)
+            a = F.scaled_dot_product_attention(q, kv[0, :, :, :end], kv[1, :, :, :end],
+                                               attn_mask=mask, is_causal=causal, scale=scale)
+            a = a.transpose(1, 2).reshape(batch, n, d)
+            x = x + layer.proj(a)  # a reduced-precision output adds up in fp32
+            h = F.layer_norm(x, (d,), *layer.ln2, eps)
+            x = x + layer.out(self.act(layer.fc(h)))
+        x = F.layer_norm(x, (d,), *self.ln_f, eps)
+        cache.h[:, start:end] = x
+        cache.length = end
+        return self.head(x if all_logits else x[:, -1]).float()
+
+
+class HFCache:
+    """A transformers DynamicCache with the KVCache interface (batch rows, hidden states)."""
+
+    def __init__(self, past: Any = None, hidden: list | None = None):
+        from transformers import DynamicCache
+
+        self.past = past if past is not None else DynamicCache()
+        self._hidden = hidden or []  # chunks [B, n, d], joined when asked for
+
+    @property
+    def length(self) -> int:
+        return self.past.get_seq_length()
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def _joined(self) -> torch.Tensor | None:
+        if len(self._hidden) > 1:
+            self._hidden = [torch.cat(self._hidden, dim=1)]
+        return self._hidden[0] if self._hidden else None
+
+    def crop(self, n: int) -> None:
+        drop = self.length - n
+        if drop > 0:
+            self.past.crop(-drop)  # transformers 5 accepts only "tokens to remove" here
+            self._hidden = [self._joined()[:, :n]]
+
+    @torch.inference_mode()
+    def fork(self, repeats: int, room: int = 1) -> "HFCache":
+        import copy
+
+        fork = copy.copy(self.past)
+        fork.layers = [copy.copy(layer) for layer in self.past.layers]
+        fork.batch_repeat_interleave(repeats)  # allocates new tensors
+        hidden = self._joined()
+        return HFCache(fork, [hidden.expand(repeats, -1, -1)] if hidden is not None else [])
+
+    @torch.inference_mode()
+    def reorder(self, index: torch.Tensor) -> None:
+        self.past.reorder_cache(index)
+        hidden = self._joined()
+        if hidden is not None:
+            self._hidden = [hidden[index]]
+
+    @torch.inference_mode()
+    def select(self, row: int) -> "HFCache":
+        rows = torch.tensor([row], device=self._joined().device)
+        self.past.batch_select_indices(rows)
+        return HFCache(self.past, [self._joined()[rows]])
+
+    def hidden(self) -> torch.Tensor | None:
+        joined = self._joined()
+        return None if joined is None else joined[0]
+
+    def last_hidden(self) -> torch.Tensor:
+        return self._hidden[-1][:, -1]
+
+    def nbytes(self) -> int:
+        total = sum(chunk.element_size() * chunk.nelement() for chunk in self._hidden)
+        for layer in getattr(self.past, "layers", []):
+            for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+                if t is not None and hasattr(t, "element_size"):
+                    total += t.element_size() * t.nelement()
+        return total
+
+
+class HFRunner:
+    """Any transformers causal LM behind the runner interface (transformers' speed)."""
+
+    precision = "fp32"
+
+    def __init__(self, model: Any):
+        import inspect
+
+        self.model = model
+        self.config = model.config
+        self.device = next(model.parameters()).device
+        params = inspect.signature(type(model).forward).parameters
+        # transformers 5.24 renamed the cache argument.
+        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+
+    def new_cache(self, batch: int = 1, capacity: int = 0) -> HFCache:
+        return HFCache()
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @torch.inference_mode()
+    def forward(self, ids: torch.Tensor, cache: HFCache, all_logits: bool = False
+                ) -> torch.Tensor:
+        out = self.model(input_ids=ids, use_cache=True, output_hidden_states=True,
+                         logits_to_keep=0 if all_logits else 1,
+                         **{self._cache_kwarg: cache.past})
+        cache._hidden.append(out.hidden_states[-1])
+        return out.logits.float() if all_logits else out.logits[:, -1].float()
+
+
+Runner = GPT2Runner | HFRunner
+
+
+
+def runner_for(model: Any) -> Runner:
+    """The fp32 runner of a transformers model (made once, kept on the model), or `model`
+    itself when it is a runner already."""
+    if isinstance(model, (GPT2Runner, HFRunner)):
+        return model
+    runner = model.__dict__.get("_gptterm_runner")
+    if runner is None:
+        runner = GPT2Runner(model) if supports(model) else HFRunner(model)
+        model.__dict__["_gptterm_runner"] = runner
+    return runner

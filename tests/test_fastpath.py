@@ -1,0 +1,162 @@
+"""The hand-written GPT-2 runner (engine/runner.py) against transformers: logits, greedy
+tokens of `generate`, seeded sampling, the cache operations the strategies use, and the
+transformers fallback behind the same interface."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+from gptterm.engine import sampling
+from gptterm.engine.cache import CacheEntry
+from gptterm.engine.decode import Decoder
+from gptterm.engine.generation import sample_tokens
+from gptterm.engine.runner import GPT2Runner, HFRunner, runner_for
+from gptterm.presets import Preset
+
+PROMPTS = ["To be, or not to be", "The quick brown", "안녕하세요. 오늘은"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    return tok, AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+
+
+@pytest.fixture(scope="module")
+def gpt2_124m():
+    """The GPT-2 small shape (124M parameters) with random weights, as the benches use."""
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(GPT2Config()).eval()
+
+
+def greedy(model, ids, n):
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids),
+                             dtype=torch.long), do_sample=False, max_new_tokens=n,
+                             min_new_tokens=n, pad_token_id=0)
+    return out[0, len(ids):].tolist()
+
+
+def runner_greedy(model, ids, n):
+    dec = Decoder(model, CacheEntry(), "cpu", model.config.n_positions)
+    tokens = list(sample_tokens(dec, dec.prefill(ids)[0], preset=Preset(method="greedy"),
+                                prompt_ids=ids, max_new_tokens=n, eos_token_id=None, seed=0))
+    return tokens, dec
+
+
+def test_the_fp32_runner_is_the_gpt2_runner_on_the_models_own_weights(tiny):
+    _, model = tiny
+    runner = runner_for(model)
+    assert isinstance(runner, GPT2Runner) and runner_for(model) is runner
+    # fp32 shares the model's tensors: no second copy of the weights.
+    assert runner.wte.data_ptr() == model.transformer.wte.weight.data_ptr()
+
+
+def test_every_positions_logits_match_transformers(tiny):
+    tok, model = tiny
+    runner = runner_for(model)
+    ids = torch.tensor([tok(PROMPTS[0] + " " + PROMPTS[1]).input_ids])
+    with torch.no_grad():
+        expected = model(ids).logits
+    got = runner.forward(ids, runner.new_cache(), all_logits=True)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_prefill_in_pieces_equals_prefill_at_once(tiny):
+    """The cache is reused across calls: the positions and the causal mask follow on."""
+    tok, model = tiny
+    runner = runner_for(model)
+    ids = torch.tensor([tok(PROMPTS[0] + PROMPTS[2]).input_ids])
+    whole = runner.forward(ids, runner.new_cache(), all_logits=True)
+    cache = runner.new_cache(capacity=1)  # grows as it goes
+    parts = [runner.forward(ids[:, a:b], cache, all_logits=True)
+             for a, b in ((0, 3), (3, 4), (4, ids.shape[1]))]
+    torch.testing.assert_close(torch.cat(parts, dim=1), whole, atol=1e-5, rtol=1e-5)
+    assert cache.length == ids.shape[1] and cache.hidden().shape == (ids.shape[1], 32)
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_greedy_tokens_equal_transformers_generate_on_the_tiny_model(tiny, prompt):
+    tok, model = tiny
+    ids = tok(prompt).input_ids
+    assert runner_greedy(model, ids, 30)[0] == greedy(model, ids, 30)
+
+
+def test_greedy_tokens_equal_transformers_generate_on_the_124m_shape(gpt2_124m):
+    ids = [464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290]
+    assert runner_greedy(gpt2_124m, ids, 12)[0] == greedy(gpt2_124m, ids, 12)
+
+
+def test_seeded_sampling_equals_the_same_draws_on_transformers_logits(tiny):
+    """The engine's sampler fed by the runner draws what it draws fed by transformers."""
+    tok, model = tiny
+    preset = Preset(method="sample", temperature=0.9, top_k=40, top_p=0.95,
+                    repetition_penalty=1.2)
+    ids = tok(PROMPTS[0]).input_ids
+    dec = Decoder(model, CacheEntry(), "cpu", 128)
+    got = list(sample_tokens(dec, dec.prefill(ids)[0], preset=preset, prompt_ids=ids,
+                             max_new_tokens=25, eos_token_id=0, seed=1234))
+    chain = sampling.build_chain(preset, eos_token_id=0, prompt_len=len(ids))
+    generator = sampling.make_generator(1234, "cpu")
+    seq = list(ids)
+    with torch.no_grad():
+        for _ in range(25):
+            logits = model(torch.tensor([seq])).logits[:, -1]
+            scores = sampling.apply_chain(chain, torch.tensor([seq]), logits)
+            seq.append(int(sampling.pick(scores, preset, generator)[0]))
+    assert got == seq[len(ids):]
+
+
+def test_fork_reorder_and_select_copy_rows_and_leave_the_source_alone(tiny):
+    tok, model = tiny
+    runner = runner_for(model)
+    cache = runner.new_cache()
+    runner.forward(torch.tensor([tok(PROMPTS[1]).input_ids]), cache)
+    before = [layer.keys.clone() for layer in cache.layers]
+    fork = cache.fork(3, room=4)
+    runner.forward(torch.tensor([[5], [6], [7]]), fork)
+    assert fork.batch == 3 and fork.length == cache.length + 1
+    assert all(torch.equal(a, layer.keys) for a, layer in zip(before, cache.layers))
+    fork.reorder(torch.tensor([2, 2, 0]))
+    row = fork.select(1)  # was row 2: the prompt then token 7
+    assert row.batch == 1 and torch.equal(row.layers[0].keys[0], fork.layers[0].keys[1])
+    # The kept row continues as if the prompt, 7, 9 had been run from scratch.
+    step = runner.forward(torch.tensor([[9]]), row)
+    with torch.no_grad():
+        full = model(torch.tensor([tok(PROMPTS[1]).input_ids + [7, 9]])).logits[:, -1]
+    torch.testing.assert_close(step, full, atol=1e-5, rtol=1e-5)
+
+
+def test_a_cache_never_grows_past_the_window(tiny):
+    _, model = tiny
+    runner = runner_for(model)
+    cache = runner.new_cache()
+    runner.forward(torch.zeros((1, 128), dtype=torch.long), cache)
+    with pytest.raises(ValueError, match="window of 128"):
+        runner.forward(torch.zeros((1, 1), dtype=torch.long), cache)
+
+
+def test_the_transformers_fallback_runs_the_same_interface(tiny):
+    """HFRunner (for models that are not GPT-2) gives the same tokens and cache behaviour,
+    contrastive search included."""
+    from gptterm.engine.strategies import contrastive_search
+
+    tok, model = tiny
+    hf = HFRunner(model)
+    ids = tok(PROMPTS[0]).input_ids
+    assert runner_greedy(hf, ids, 15)[0] == runner_greedy(model, ids, 15)[0]
+    preset = Preset(method="contrastive", top_k=4, penalty_alpha=0.6)
+    outs = []
+    for runner in (hf, runner_for(model)):
+        dec = Decoder(runner, CacheEntry(), "cpu", 128)
+        logits, _ = dec.prefill(ids)
+        outs.append(list(contrastive_search(dec, logits, preset=preset, max_new_tokens=10,
+                                            eos_token_id=None, cancel=threading.Event())))
+        assert dec.entry.hidden.shape[0] == len(ids) + 10
+        dec.entry.crop(len(ids))
+        assert dec.entry.past.get_seq_length() == len(ids)
+    assert outs[0] == outs[1]
