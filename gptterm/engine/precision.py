@@ -34,7 +34,7 @@ from gptterm.config import PRECISION_CHOICES as CHOICES
 
 PRECISIONS = CHOICES[1:]  # what a runner runs at; CHOICES adds "auto"
 AUTO_TOLERANCE = 0.02  # perplexity may rise by at most 2% over fp32
-SAMPLE_TOKENS = 512  # the model's own text `auto` scores
+SAMPLE_TOKENS = 256  # the model's own text `auto` scores
 CACHE_NAME = "precision.json"
 _LOW = {"bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.bfloat16}
 
@@ -84,9 +84,12 @@ def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric int8 per output row: (int8 [out, in], bf16 scales [out]), with
     weight ~= q * scale[:, None]. `weight` is [out, in]."""
     w = weight.detach().float()
-    scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-12)
-    q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
-    return q, scale.to(torch.bfloat16)
+    # The scale is stored in bf16 (the kernel's dtype): round it up a little, so that the
+    # largest weight still fits in 127 steps of the stored scale, and quantize with that.
+    scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-12) * (1 + 2 ** -7)
+    stored = scale.to(torch.bfloat16)
+    q = torch.round(w / stored.float()[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+    return q, stored
 
 
 def _int8_matmul(weight_out_in: torch.Tensor) -> Linear:
@@ -200,7 +203,7 @@ def own_text(runner: Any, start_token: int, n_ctx: int, tokens: int = SAMPLE_TOK
 
 
 @torch.inference_mode()
-def decode_ms(runner: Any, steps: int = 24, repeats: int = 3) -> float:
+def decode_ms(runner: Any, steps: int = 16, repeats: int = 3) -> float:
     """Best-of-`repeats` milliseconds per one-token decode step after a short prompt."""
     best = math.inf
     for _ in range(repeats):
@@ -234,7 +237,7 @@ def measure(model: Any, start_token: int, n_ctx: int, rows: list | None = None
             table[name] = {"error": str(exc)}
     fp32 = runners["fp32"]
     if rows is None:
-        rows = own_text(fp32, start_token, min(n_ctx, SAMPLE_TOKENS))
+        rows = own_text(fp32, start_token, n_ctx, tokens=SAMPLE_TOKENS)
     base = perplexity(fp32, rows)
     for name, runner in runners.items():
         ppl = base if name == "fp32" else perplexity(runner, rows)
