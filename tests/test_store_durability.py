@@ -102,9 +102,11 @@ def _old_db(path: Path, version: int) -> sqlite3.Connection:
 
 def _fill_v1_columns(conn: sqlite3.Connection, version: int) -> None:
     """Rows as any version from 1 up stores them, with the slips v3 cleans up (before v3)."""
-    conn.execute("INSERT INTO sessions VALUES ('aaaa1111', 'Lighthouse', 'sea', 1.0, 5.0)")
+    conn.execute("INSERT INTO sessions(id, title, name, created, updated)"
+                 " VALUES ('aaaa1111', 'Lighthouse', 'sea', 1.0, 5.0)")
     slips = version < 3
-    conn.execute("INSERT INTO sessions VALUES ('bbbb2222', '', ?, 2.0, 3.0)",
+    conn.execute("INSERT INTO sessions(id, title, name, created, updated)"
+                 " VALUES ('bbbb2222', '', ?, 2.0, 3.0)",
                  ("sea" if slips else None,))  # same name
     rows = [
         ("aaaa1111", 0, "user", "The keeper climbed", None, None, None, "[]", "[]"),

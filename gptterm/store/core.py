@@ -14,6 +14,13 @@ gets a fresh one.
 
 A turn left "partial" by a writer that died is marked "interrupted" when a store
 opens (`writer.writer_gone` holds the rule).
+
+A session is a tree of turns (schema v6): each turn follows its parent, turns with the
+same parent are alternatives (a regenerated reply, an edited version), and each parent
+has one chosen child. `turns` reads the chosen path, oldest first, so every reader of a
+session sees one plain list; `alternatives`, `choose`, `edit_turn`, `branch` and `undo`
+work on the tree. Every write keeps `on_path` (the chosen path's flag) in step within
+its own transaction, and records in `undo_steps` what it did, so `undo` can reverse it.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ __all__ = ["BUSY_TIMEOUT_S", "FINAL_STATUSES", "FLUSH_INTERVAL_S", "ROLES", "STA
            "Session", "Store", "StoreError", "Turn", "TurnWriter", "title_from"]
 
 FLUSH_INTERVAL_S = 0.5
+UNDO_LIMIT = 100  # undo steps kept per session (older ones are forgotten)
 _TURN_FIELDS = {"model", "preset", "seed", "token_ids", "chunks", "status", "stats", "created"}
 
 
@@ -171,7 +179,9 @@ class Store:
         return [session_from_row(r) for r in rows]
 
     def turn_counts(self) -> dict[str, int]:
-        rows = self.db.read("SELECT session_id, count(*) AS n FROM turns GROUP BY session_id")
+        """Turns on each session's chosen path (what `turns` gives)."""
+        rows = self.db.read("SELECT session_id, count(*) AS n FROM turns WHERE on_path = 1"
+                            " GROUP BY session_id")
         return {r["session_id"]: r["n"] for r in rows}
 
     def rename_session(self, session_id: str, title: str) -> None:
@@ -210,8 +220,20 @@ class Store:
         if cur == 0:
             raise StoreError(f"no session with id {session_id!r}")
 
+    def set_memory(self, session_id: str, text: str | None) -> None:
+        """Set the session's pinned memory, the text that always opens its context
+        (None or "": none)."""
+        text = text or ""
+        if not is_text(text):
+            raise StoreError("session memory: expected text (valid Unicode)")
+        cur = self.db.execute_write("UPDATE sessions SET memory = ?, updated = ? WHERE id = ?",
+                                    (text, time.time(), session_id))
+        if cur == 0:
+            raise StoreError(f"no session with id {session_id!r}")
+
     def delete_session(self, session_id: str) -> None:
         with self.db.write() as conn:
+            conn.execute("DELETE FROM undo_steps WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM turns WHERE session_id = ?", (session_id,))
             cur = conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
             if cur.rowcount == 0:
@@ -220,8 +242,18 @@ class Store:
     # ------------------------------------------------------------ turns
 
     def turns(self, session_id: str) -> list[Turn]:
-        rows = self.db.read("SELECT * FROM turns WHERE session_id = ? ORDER BY idx",
+        """The session's chosen path, oldest first, each turn with its alternatives figures."""
+        rows = self.db.read(f"SELECT t.*{_ALT_FIGURES} FROM turns t"
+                            " WHERE t.session_id = ? AND t.on_path = 1 ORDER BY t.idx",
                             (session_id,))
+        return [turn_from_row(r) for r in rows]
+
+    def alternatives(self, turn_id: int) -> list[Turn]:
+        """The turn and its alternatives (same parent, same role), oldest first."""
+        turn = self.get_turn(turn_id)
+        rows = self.db.read(f"SELECT t.*{_ALT_FIGURES} FROM turns t WHERE t.session_id = ?"
+                            " AND t.parent_id IS ? AND t.role = ? ORDER BY t.id",
+                            (turn.session_id, turn.parent_id, turn.role))
         return [turn_from_row(r) for r in rows]
 
     def context_turns(self, session_id: str) -> list[Turn]:
@@ -229,8 +261,19 @@ class Store:
         several times faster than `turns` on a long session, for every prompt sent."""
         rows = self.db.read(
             "SELECT id, session_id, idx, role, text, model, token_ids, status, NULL AS preset,"
-            " NULL AS seed, '[]' AS chunks, '{}' AS stats, 0 AS created"
-            " FROM turns WHERE session_id = ? ORDER BY idx", (session_id,))
+            " NULL AS seed, '[]' AS chunks, '{}' AS stats, 0 AS created, parent_id"
+            " FROM turns WHERE session_id = ? AND on_path = 1 ORDER BY idx", (session_id,))
+        return [turn_from_row(r) for r in rows]
+
+    def turns_before_turn(self, turn_id: int) -> list[Turn]:
+        """The turns `turn_id` follows, oldest first (its context: for an alternative of a
+        reply, the same as the reply's), light as `context_turns`."""
+        rows = self.db.read(
+            "WITH RECURSIVE up(id) AS (SELECT parent_id FROM turns WHERE id = ?"
+            " UNION ALL SELECT t.parent_id FROM turns t JOIN up ON t.id = up.id)"
+            " SELECT id, session_id, idx, role, text, model, token_ids, status, NULL AS preset,"
+            " NULL AS seed, '[]' AS chunks, '{}' AS stats, 0 AS created, parent_id"
+            " FROM turns WHERE id IN (SELECT id FROM up) ORDER BY idx", (turn_id,))
         return [turn_from_row(r) for r in rows]
 
     def user_prompts(self, session_id: str | None, limit: int = 200) -> list[str]:
@@ -251,35 +294,127 @@ class Store:
         return [r["text"].lstrip("\n") for r in reversed(rows)]
 
     def get_turn(self, turn_id: int) -> Turn:
-        rows = self.db.read("SELECT * FROM turns WHERE id = ?", (turn_id,))
+        rows = self.db.read(f"SELECT t.*{_ALT_FIGURES} FROM turns t WHERE t.id = ?", (turn_id,))
         if not rows:
             raise StoreError(f"no turn with id {turn_id}")
         return turn_from_row(rows[0])
 
     def context_text(self, session_id: str) -> str:
         """The session's whole text: the prompt prefix for its next `Generate`."""
-        rows = self.db.read("SELECT text FROM turns WHERE session_id = ? ORDER BY idx",
-                            (session_id,))
+        rows = self.db.read("SELECT text FROM turns WHERE session_id = ? AND on_path = 1"
+                            " ORDER BY idx", (session_id,))
         return "".join(r["text"] for r in rows if isinstance(r["text"], str))
 
-    def add_turn(self, session_id: str, role: str, text: str, **fields: Any) -> Turn:
-        """Append a finished turn (typically the user's text).
+    def add_turn(self, session_id: str, role: str, text: str, *,
+                 alternative_of: int | None = None, **fields: Any) -> Turn:
+        """Append a finished turn (typically the user's text) to the chosen path, or with
+        `alternative_of` (a turn id) add it as that turn's alternative, chosen.
 
         `fields` may hold model, preset, seed, token_ids, chunks, status, stats, created.
         The first user turn of an untitled session gives it its title.
         """
-        return self._insert_turn(session_id, role, text, fields)
+        return self._insert_turn(session_id, role, text, fields, alternative_of=alternative_of)
 
     def begin_turn(self, session_id: str, *, role: str = "model", model: str | None = None,
-                   preset: dict | None = None, seed: int | None = None) -> TurnWriter:
-        """Start a streaming turn, stored at once with status "partial"."""
+                   preset: dict | None = None, seed: int | None = None,
+                   alternative_of: int | None = None) -> TurnWriter:
+        """Start a streaming turn, stored at once with status "partial": after the chosen
+        path's last turn, or with `alternative_of` as that turn's alternative (same parent,
+        same context), chosen from the start."""
         turn = self._insert_turn(session_id, role, "", {
             "model": model, "preset": preset, "seed": seed, "status": "partial"},
-            writer=WRITER_ID)
+            writer=WRITER_ID, alternative_of=alternative_of)
         return TurnWriter(self, turn)
 
+    def edit_turn(self, turn_id: int, text: str) -> Turn:
+        """A new version of a turn: an alternative of it holding `text`, chosen. The turns
+        after the old version stay with it; the path now ends at the new version.
+
+        A model turn keeps its model, preset and seed, with no tokens and stats
+        {"edited": true} (its text is no longer the model's: replay --verify says so).
+        """
+        if not is_text(text):
+            raise StoreError("edited text: expected text (valid Unicode)")
+        old = self.get_turn(turn_id)
+        if old.status == "partial":
+            raise StoreError(f"turn {old.index} is still being written: stop it first")
+        return self._insert_turn(old.session_id, old.role, text, {
+            "model": old.model, "preset": old.preset, "seed": old.seed,
+            "stats": {"edited": True}}, alternative_of=turn_id, action="edit")
+
+    def choose(self, turn_id: int) -> None:
+        """Make the turn the chosen one among its alternatives (and its earlier turns the
+        chosen ones among theirs): the path runs through it and goes on with that
+        branch's own chosen turns."""
+        with self.db.write() as conn:
+            row = conn.execute("SELECT session_id, on_path FROM turns WHERE id = ?",
+                               (turn_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"no turn with id {turn_id}")
+            if row["on_path"]:
+                return
+            leaf = _path_leaf(conn, row["session_id"])
+            _choose(conn, row["session_id"], turn_id)
+            _log(conn, row["session_id"], "choose", turn_id, leaf)
+
+    def branch(self, session_id: str, at: int, name: str | None = None) -> Session:
+        """A new session holding copies of the chosen path's turns up to position `at`
+        (as `turns` numbers them), with this session's model, preset, sampling and
+        memory; it records where it came from (`branched_from`, `branched_at`)."""
+        if name is not None:
+            check_name(name)
+        source = self.get_session(session_id)
+        path = self.turns(session_id)
+        if not any(t.index == at for t in path):
+            last = path[-1].index if path else None
+            raise StoreError(f"branch at {at}: no turn at that position "
+                             + ("(the session has no turns)" if last is None
+                                else f"(turns are numbered 0 to {last})"))
+        now = time.time()
+        with self.db.write() as conn:
+            if name is not None and conn.execute(
+                    "SELECT 1 FROM sessions WHERE name = ?", (name,)).fetchone():
+                raise StoreError(f"a session named {name!r} already exists")
+            sid = _free_id(conn)
+            conn.execute(
+                "INSERT INTO sessions(id, title, name, created, updated, model, preset, sampling,"
+                " memory, branched_from, branched_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (sid, source.title, name, now, now, source.model, source.preset,
+                 json.dumps(source.sampling), source.memory, source.id, at))
+            parent = None
+            for t in path:
+                if t.index > at:
+                    break
+                copy = Turn(**{**t.__dict__, "session_id": sid, "parent_id": parent,
+                               # a copy is never streamed: one cut off stays cut off
+                               "status": "interrupted" if t.status == "partial" else t.status})
+                parent = _insert_turn_row(conn, copy, None)
+        return self.get_session(sid)
+
+    def undo(self, session_id: str) -> str:
+        """Undo the session's last generation, edit or choice; returns what was undone, in
+        one line. A turn added is removed (when nothing follows it yet) and the path goes
+        back to what it was; a choice is reversed. StoreError "nothing to undo" when no
+        step is left."""
+        with self.db.write() as conn:
+            while True:
+                step = conn.execute("SELECT * FROM undo_steps WHERE session_id = ?"
+                                    " ORDER BY id DESC LIMIT 1", (session_id,)).fetchone()
+                if step is None:
+                    raise StoreError("nothing to undo")
+                turn = conn.execute("SELECT * FROM turns WHERE id = ?",
+                                    (step["turn_id"],)).fetchone()
+                if turn is not None:
+                    break
+                conn.execute("DELETE FROM undo_steps WHERE id = ?", (step["id"],))
+            what = _undo_step(conn, session_id, step, turn)
+            conn.execute("DELETE FROM undo_steps WHERE id = ?", (step["id"],))
+            conn.execute("UPDATE sessions SET updated = ? WHERE id = ?", (time.time(), session_id))
+        return what
+
     def _insert_turn(self, session_id: str, role: str, text: str, f: dict[str, Any],
-                     writer: str | None = None) -> Turn:
+                     writer: str | None = None, alternative_of: int | None = None,
+                     action: str | None = None) -> Turn:
         unknown = set(f) - _TURN_FIELDS
         if unknown:
             raise TypeError(f"add_turn: unknown fields {sorted(unknown)}")
@@ -300,10 +435,29 @@ class Store:
             row = conn.execute("SELECT title FROM sessions WHERE id = ?", (session_id,)).fetchone()
             if row is None:
                 raise StoreError(f"no session with id {session_id!r}")
-            turn.index = conn.execute(
-                "SELECT coalesce(max(idx) + 1, 0) FROM turns WHERE session_id = ?",
-                (session_id,)).fetchone()[0]
-            turn.id = _insert_turn_row(conn, turn, writer)
+            leaf = _path_leaf(conn, session_id)
+            if alternative_of is None:
+                # After the path's last turn (a leaf: it has no chosen turn after it).
+                last = conn.execute("SELECT idx FROM turns WHERE id = ?", (leaf,)).fetchone() \
+                    if leaf is not None else None
+                turn.parent_id = leaf
+                turn.index = last["idx"] + 1 if last is not None else 0
+                turn.id = _insert_turn_row(conn, turn, writer)
+                _log(conn, session_id, action or "add", turn.id, leaf)
+            else:
+                other = conn.execute("SELECT parent_id, idx, role FROM turns"
+                                     " WHERE id = ? AND session_id = ?",
+                                     (alternative_of, session_id)).fetchone()
+                if other is None:
+                    raise StoreError(f"no turn with id {alternative_of} in session {session_id}")
+                if other["role"] != role:
+                    raise StoreError(f"an alternative of a {other['role']} turn must be one too "
+                                     f"(got {role})")
+                turn.parent_id, turn.index = other["parent_id"], other["idx"]
+                turn.id = _insert_turn_row(conn, turn, writer, on_path=False)
+                _choose(conn, session_id, turn.id)
+                _log(conn, session_id, action or "alternative", turn.id, leaf)
+                turn.alternatives, turn.alternative = _alt_figures(conn, turn.id)
             if role == "user" and not row["title"] and title_from(text):
                 conn.execute("UPDATE sessions SET title = ?, updated = ? WHERE id = ?",
                              (title_from(text), now, session_id))
@@ -324,12 +478,15 @@ class Store:
                          (time.time(), turn.session_id))
 
     def delete_turn(self, turn_id: int) -> None:
-        """Remove one turn (regenerate replaces the last reply); later turns keep their index."""
+        """Remove one turn; later turns keep their index. The turns after it then follow
+        the turn before it; a turn that has both alternatives and turns after it cannot be
+        removed alone (StoreError). A removed chosen alternative leaves the newest other
+        one chosen."""
         with self.db.write() as conn:
-            row = conn.execute("SELECT session_id FROM turns WHERE id = ?", (turn_id,)).fetchone()
+            row = conn.execute("SELECT * FROM turns WHERE id = ?", (turn_id,)).fetchone()
             if row is None:
                 raise StoreError(f"no turn with id {turn_id}")
-            conn.execute("DELETE FROM turns WHERE id = ?", (turn_id,))
+            _remove_turn(conn, row)
             conn.execute("UPDATE sessions SET updated = ? WHERE id = ?",
                          (time.time(), row["session_id"]))
 
@@ -347,7 +504,12 @@ class Store:
     # ------------------------------------------------------------ export / import
 
     def export_json(self, session_id: str) -> dict:
-        return exporting.to_json(self.get_session(session_id), self.turns(session_id))
+        """The session with every turn of its tree (alternatives too) and its memory."""
+        session = self.get_session(session_id)
+        rows = self.db.read("SELECT * FROM turns WHERE session_id = ? ORDER BY idx, id",
+                            (session_id,))
+        return exporting.to_json(session, [turn_from_row(r) for r in rows],
+                                 chosen=[bool(r["chosen"]) for r in rows])
 
     def export_markdown(self, session_id: str) -> str:
         return exporting.to_markdown(self.get_session(session_id), self.turns(session_id))
@@ -358,7 +520,7 @@ class Store:
         Keeps its id when it is gptterm's form and free here (else a fresh id), and
         its name when it is free and does not look like an id (else none).
         """
-        session, turns = exporting.parse_json(data, where)
+        session, turns, tree = exporting.parse_json(data, where)
         with self.db.write() as conn:
             if not looks_like_id(session.id) or conn.execute(
                     "SELECT 1 FROM sessions WHERE id = ?", (session.id,)).fetchone():
@@ -367,13 +529,17 @@ class Store:
                     "SELECT 1 FROM sessions WHERE name = ?", (session.name,)).fetchone()):
                 session.name = None
             conn.execute(
-                "INSERT INTO sessions(id, title, name, created, updated, model, preset, sampling)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO sessions(id, title, name, created, updated, model, preset, sampling,"
+                " memory, branched_from, branched_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (session.id, session.title, session.name, session.created, session.updated,
-                 session.model, session.preset, json.dumps(session.sampling)))
-            for t in turns:
+                 session.model, session.preset, json.dumps(session.sampling), session.memory,
+                 session.branched_from, session.branched_at))
+            ids: list[int] = []  # row id of each turn, by its place in the file
+            for t, (parent, chosen) in zip(turns, tree):
                 t.session_id = session.id
-                _insert_turn_row(conn, t, None)
+                t.parent_id = None if parent is None else ids[parent]
+                ids.append(_insert_turn_row(conn, t, None, chosen=chosen, on_path=False))
+            _mark_path(conn, session.id)
         return session
 
 
@@ -413,14 +579,144 @@ def _free_id(conn: sqlite3.Connection) -> str:
             return sid
 
 
-def _insert_turn_row(conn: sqlite3.Connection, turn: Turn, writer: str | None) -> int:
+def _insert_turn_row(conn: sqlite3.Connection, turn: Turn, writer: str | None, *,
+                     chosen: bool = True, on_path: bool = True) -> int:
     """INSERT one turn as it is (JSON for its structured fields); returns the row id."""
     cur = conn.execute(
         "INSERT INTO turns(session_id, idx, role, text, model, preset, seed, token_ids,"
-        " chunks, status, stats, created, writer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " chunks, status, stats, created, writer, parent_id, chosen, on_path)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (turn.session_id, turn.index, turn.role, turn.text, turn.model,
          None if turn.preset is None else json.dumps(turn.preset), turn.seed,
          json.dumps(turn.token_ids), json.dumps(turn.chunks), turn.status,
-         json.dumps(turn.stats), turn.created, writer),
+         json.dumps(turn.stats), turn.created, writer, turn.parent_id, int(chosen),
+         int(on_path)),
     )
     return cur.lastrowid
+
+
+# ------------------------------------------------------------------ the turn tree
+# Helpers that run inside a write transaction. The rules they keep: each parent (and the
+# session's first position) has exactly one chosen turn among those that follow it, and
+# `on_path` marks the turns from the chosen first turn down through chosen turns.
+
+# How many alternatives a turn has (same parent, same role) and its place among them.
+_ALT_FIGURES = (
+    ", (SELECT count(*) FROM turns s WHERE s.session_id = t.session_id"
+    " AND s.parent_id IS t.parent_id AND s.role = t.role) AS n_alt"
+    ", (SELECT count(*) FROM turns s WHERE s.session_id = t.session_id"
+    " AND s.parent_id IS t.parent_id AND s.role = t.role AND s.id <= t.id) AS alt_pos")
+
+
+def _alt_figures(conn: sqlite3.Connection, turn_id: int) -> tuple[int, int]:
+    row = conn.execute(f"SELECT 0{_ALT_FIGURES} FROM turns t WHERE t.id = ?",
+                       (turn_id,)).fetchone()
+    return row["n_alt"], row["alt_pos"]
+
+
+def _path_leaf(conn: sqlite3.Connection, session_id: str) -> int | None:
+    """The id of the chosen path's last turn (None: the session has none)."""
+    row = conn.execute("SELECT id FROM turns WHERE session_id = ? AND on_path = 1"
+                       " ORDER BY idx DESC LIMIT 1", (session_id,)).fetchone()
+    return None if row is None else row["id"]
+
+
+def _mark_path(conn: sqlite3.Connection, session_id: str, top: sqlite3.Row | None = None
+               ) -> None:
+    """Set `on_path` from `top` (a turn whose parent is on the path; None: the first
+    turn) down through chosen turns; turns after `top`'s parent leave the path first."""
+    if top is None:
+        conn.execute("UPDATE turns SET on_path = 0 WHERE session_id = ? AND on_path = 1",
+                     (session_id,))
+        first = conn.execute("SELECT id FROM turns WHERE session_id = ? AND parent_id IS NULL"
+                             " AND chosen = 1 ORDER BY id DESC LIMIT 1", (session_id,)).fetchone()
+        if first is None:
+            return
+        start = first["id"]
+    else:
+        parent = conn.execute("SELECT idx FROM turns WHERE id = ?",
+                              (top["parent_id"],)).fetchone() if top["parent_id"] is not None \
+            else None
+        conn.execute("UPDATE turns SET on_path = 0 WHERE session_id = ? AND on_path = 1"
+                     " AND idx > ?", (session_id, -1 if parent is None else parent["idx"]))
+        start = top["id"]
+    conn.execute(
+        "WITH RECURSIVE down(id) AS (SELECT ? UNION ALL SELECT t.id FROM turns t JOIN down"
+        " ON t.session_id = ? AND t.parent_id = down.id WHERE t.chosen = 1)"
+        " UPDATE turns SET on_path = 1 WHERE id IN (SELECT id FROM down)", (start, session_id))
+
+
+def _choose(conn: sqlite3.Connection, session_id: str, turn_id: int) -> None:
+    """Choose the turn and every turn before it among their alternatives; redo the path."""
+    chain = conn.execute(
+        "WITH RECURSIVE up(id) AS (SELECT ? UNION ALL SELECT t.parent_id FROM turns t"
+        " JOIN up ON t.id = up.id WHERE t.parent_id IS NOT NULL)"
+        " SELECT id, parent_id, on_path FROM turns WHERE id IN (SELECT id FROM up)"
+        " ORDER BY idx", (turn_id,)).fetchall()
+    off = [r for r in chain if not r["on_path"]]
+    if not off:
+        return
+    for r in off:
+        conn.execute("UPDATE turns SET chosen = (id = ?) WHERE session_id = ? AND parent_id IS ?",
+                     (r["id"], session_id, r["parent_id"]))
+    _mark_path(conn, session_id, off[0])
+
+
+def _log(conn: sqlite3.Connection, session_id: str, action: str, turn_id: int,
+         previous: int | None) -> None:
+    """Record an undo step: `action` on `turn_id`, the path having ended at `previous`."""
+    conn.execute("INSERT INTO undo_steps(session_id, action, turn_id, previous, created)"
+                 " VALUES (?, ?, ?, ?, ?)", (session_id, action, turn_id, previous, time.time()))
+    conn.execute("DELETE FROM undo_steps WHERE session_id = ? AND id <= (SELECT id FROM"
+                 " undo_steps WHERE session_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                 (session_id, session_id, UNDO_LIMIT))
+
+
+def _remove_turn(conn: sqlite3.Connection, row: sqlite3.Row) -> None:
+    """Delete one turn; the turns after it follow its parent. When it was the chosen one
+    of several alternatives, the newest other one is chosen."""
+    sid = row["session_id"]
+    children = conn.execute("SELECT count(*) FROM turns WHERE session_id = ? AND parent_id = ?",
+                            (sid, row["id"])).fetchone()[0]
+    others = conn.execute("SELECT id FROM turns WHERE session_id = ? AND parent_id IS ?"
+                          " AND id != ? ORDER BY id DESC", (sid, row["parent_id"], row["id"])
+                          ).fetchall()
+    if children and others:
+        raise StoreError(f"turn {row['idx']} has alternatives and turns after it: "
+                         "it cannot be removed alone")
+    conn.execute("UPDATE turns SET parent_id = ? WHERE session_id = ? AND parent_id = ?",
+                 (row["parent_id"], sid, row["id"]))
+    conn.execute("DELETE FROM turns WHERE id = ?", (row["id"],))
+    conn.execute("DELETE FROM undo_steps WHERE turn_id = ?", (row["id"],))
+    conn.execute("UPDATE undo_steps SET previous = ? WHERE previous = ?",
+                 (row["parent_id"], row["id"]))
+    if row["chosen"] and others:
+        conn.execute("UPDATE turns SET chosen = 1 WHERE id = ?", (others[0]["id"],))
+        if row["on_path"]:
+            top = conn.execute("SELECT id, parent_id FROM turns WHERE id = ?",
+                               (others[0]["id"],)).fetchone()
+            _mark_path(conn, sid, top)
+
+
+def _undo_step(conn: sqlite3.Connection, session_id: str, step: sqlite3.Row,
+               turn: sqlite3.Row) -> str:
+    """Reverse one undo step (its turn exists); returns what was undone, in one line."""
+    previous = step["previous"]
+    if step["action"] == "choose":
+        if previous is None or conn.execute("SELECT 1 FROM turns WHERE id = ?",
+                                            (previous,)).fetchone() is None:
+            raise StoreError("cannot undo: the earlier choice is gone")
+        _choose(conn, session_id, previous)
+        return f"chose again what turn {turn['idx']} replaced"
+    if turn["status"] == "partial" and not writer_gone(turn["writer"], turn["created"]):
+        raise StoreError(f"cannot undo: turn {turn['idx']} is still being written; stop it first")
+    if conn.execute("SELECT 1 FROM turns WHERE parent_id = ? LIMIT 1",
+                    (turn["id"],)).fetchone():
+        raise StoreError(f"cannot undo: turns follow turn {turn['idx']}")
+    _remove_turn(conn, turn)
+    if previous is not None and previous != turn["id"] and conn.execute(
+            "SELECT 1 FROM turns WHERE id = ?", (previous,)).fetchone():
+        _choose(conn, session_id, previous)
+    what = {"edit": "the edit of", "alternative": "the alternative at"}.get(
+        step["action"], "the reply at" if turn["role"] == "model" else "the prompt at")
+    return f"removed {what} turn {turn['idx']}"

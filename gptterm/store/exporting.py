@@ -1,12 +1,16 @@
 """Session export and import: JSON that round-trips, Markdown for people.
 
-JSON layout (`format` "gptterm-session", `version` 1):
+JSON layout (`format` "gptterm-session", `version` 2):
 `{"format", "version", "session": {id, title, name, created, updated, model, preset,
-sampling},
+sampling, memory, branched_from, branched_at},
 "turns": [{index, role, text, model, preset, seed, token_ids, chunks, status, stats,
-created}, ...]}`. Database row ids are not exported; everything else is. The session's
-model, preset (a name) and sampling (overrides) came later: a file without them imports
-as a session that has not chosen yet (None, None, {}).
+created, parent, chosen}, ...]}`. The turns are the session's whole tree, each after the
+turn it follows: `parent` is that turn's place in the list (null: the first turn), and
+`chosen` says which of the turns following one parent the session continues from (its
+alternatives, oldest first). Database row ids are not exported; everything else is.
+The session's model, preset (a name) and sampling (overrides) came later: a file without
+them imports as a session that has not chosen yet (None, None, {}). A version 1 file
+(no tree, no memory) imports as one path, each turn following the one before.
 
 Import (`parse_json`) checks every field, with ranges: times between 2000 and 2100,
 seeds 0 <= seed < 2**63, token ids 0 <= id < 2**31, chunk times finite, never
@@ -44,21 +48,29 @@ from gptterm.store.records import (
 from gptterm.textsafe import inert
 
 FORMAT = "gptterm-session"
-VERSION = 1
+VERSION = 2
+VERSIONS = (1, 2)  # what import reads
 _TURN_FIELDS = ("index", "role", "text", "model", "preset", "seed", "token_ids", "chunks",
                 "status", "stats", "created")
 _TIME = "a time from 2000 to 2100 (seconds since 1970)"
 
 
-def to_json(session: Session, turns: list[Turn]) -> dict:
+def to_json(session: Session, turns: list[Turn], chosen: list[bool] | None = None) -> dict:
+    """The export of `session` with `turns` (a tree: each after its parent, `parent_id`
+    set; None `chosen`: every turn is chosen, a plain path)."""
+    place = {t.id: i for i, t in enumerate(turns)}
+    chosen = [True] * len(turns) if chosen is None else chosen
     return {
         "format": FORMAT,
         "version": VERSION,
         "session": {"id": session.id, "title": session.title, "name": session.name,
                     "created": session.created, "updated": session.updated,
                     "model": session.model, "preset": session.preset,
-                    "sampling": session.sampling},
-        "turns": [{f: getattr(t, f) for f in _TURN_FIELDS} for t in turns],
+                    "sampling": session.sampling, "memory": session.memory,
+                    "branched_from": session.branched_from, "branched_at": session.branched_at},
+        "turns": [{**{f: getattr(t, f) for f in _TURN_FIELDS},
+                   "parent": place.get(t.parent_id), "chosen": c}
+                  for t, c in zip(turns, chosen)],
     }
 
 
@@ -73,20 +85,63 @@ class _Check:
             raise StoreError(f"{self.where}: {field}: expected {expected}")
 
 
-def parse_json(data: Any, where: str = "import") -> tuple[Session, list[Turn]]:
-    """Check an exported session; raise StoreError naming the first bad field."""
+Tree = list[tuple[int | None, bool]]  # per turn: its parent's place (None: first), chosen
+
+
+def parse_json(data: Any, where: str = "import") -> tuple[Session, list[Turn], Tree]:
+    """Check an exported session; raise StoreError naming the first bad field.
+
+    Returns the session, its turns (in file order) and their tree: each turn's parent
+    (a place in the list, before it) and whether it is the chosen one after that parent.
+    """
     need = _Check(where)
     need(isinstance(data, dict), "top level", "a JSON object")
     need(data.get("format") == FORMAT, "format", f"{FORMAT!r} (a `sessions export` file)")
-    need(data.get("version") == VERSION, "version", f"{VERSION}")
-    session = _parse_session(data.get("session"), need)
+    version = data.get("version")
+    need(type(version) is int and version in VERSIONS, "version",
+         " or ".join(map(str, VERSIONS)))
+    session = _parse_session(data.get("session"), need, tree=version >= 2)
     raw_turns = data.get("turns", [])
     need(isinstance(raw_turns, list), "turns", "a list")
     turns = [_parse_turn(t, i, session.id, need) for i, t in enumerate(raw_turns)]
-    return session, turns
+    if version < 2:  # one path, numbered in file order
+        return session, turns, [(i - 1 if i else None, True) for i in range(len(turns))]
+    return session, turns, _parse_tree(raw_turns, turns, need)
 
 
-def _parse_session(s: Any, need: _Check) -> Session:
+def _parse_tree(raw: list, turns: list[Turn], need: _Check) -> Tree:
+    """Each turn's parent and chosen flag; positions (`index`) grow along every path, and
+    among the turns after one parent exactly one is chosen (absent: the newest)."""
+    tree: Tree = []
+    for i, (t, turn) in enumerate(zip(raw, turns)):
+        parent = t.get("parent")
+        need(parent is None or (type(parent) is int and 0 <= parent < i), f"turns[{i}].parent",
+             f"null or the place of an earlier turn (0 to {i - 1})" if i else "null")
+        chosen = t.get("chosen")
+        need(chosen is None or isinstance(chosen, bool), f"turns[{i}].chosen",
+             "true or false")
+        low = -1 if parent is None else turns[parent].index
+        index = t.get("index", low + 1)
+        need(type(index) is int and low < index < 2**31, f"turns[{i}].index",
+             f"an integer above the index of the turn it follows ({low})")
+        turn.index = index
+        tree.append((parent, chosen))
+    groups: dict[int | None, list[int]] = {}
+    for i, (parent, _) in enumerate(tree):
+        groups.setdefault(parent, []).append(i)
+    chosen = [False] * len(tree)
+    for parent, members in groups.items():
+        marked = [i for i in members if tree[i][1]]
+        if all(tree[i][1] is None for i in members):
+            marked = members[-1:]  # not said: the newest
+        need(len(marked) == 1, f"turns[{members[-1]}].chosen",
+             "exactly one chosen turn among those following "
+             + ("no turn (the first turns)" if parent is None else f"turns[{parent}]"))
+        chosen[marked[0]] = True
+    return [(parent, chosen[i]) for i, (parent, _) in enumerate(tree)]
+
+
+def _parse_session(s: Any, need: _Check, *, tree: bool) -> Session:
     need(isinstance(s, dict), "session", "an object")
     need(is_text(s.get("id")) and s["id"] != "", "session.id", "a non-empty string")
     need(is_text(s.get("title", "")), "session.title", "a string")
@@ -97,9 +152,18 @@ def _parse_session(s: Any, need: _Check) -> Session:
     for key in ("model", "preset"):
         need(s.get(key) is None or is_text(s[key]), f"session.{key}", "a string or null")
     sampling = check_sampling(s.get("sampling", {}), f"{need.where}: session.sampling")
+    memory, from_, at = "", None, None
+    if tree:  # version 2
+        memory = s.get("memory", "")
+        need(is_text(memory), "session.memory", "a string")
+        from_ = s.get("branched_from")
+        need(from_ is None or is_text(from_), "session.branched_from", "a string or null")
+        at = s.get("branched_at")
+        need(at is None or (type(at) is int and 0 <= at < 2**31), "session.branched_at",
+             "null or an integer >= 0")
     return Session(s["id"], s.get("title", ""), s.get("name"), float(s.get("created", now)),
                    float(s.get("updated", now)), model=s.get("model"), preset=s.get("preset"),
-                   sampling=sampling)
+                   sampling=sampling, memory=memory, branched_from=from_, branched_at=at)
 
 
 def _parse_turn(t: Any, i: int, session_id: str, need: _Check) -> Turn:
@@ -152,7 +216,17 @@ def turn_heading(turn: Turn) -> str:
         parts.append(f"seed {turn.seed}")
     if turn.status != "complete":
         parts.append(_one(turn.status))
+    if isinstance(turn.stats, dict) and turn.stats.get("edited") is True:
+        parts.append("edited")
     return " · ".join(parts)
+
+
+def alternative_mark(turn: Turn) -> str:
+    """`reply 2/3` (or `prompt 2/3`) for a turn with alternatives; '' for one without."""
+    if turn.alternatives <= 1:
+        return ""
+    kind = "reply" if turn.role == "model" else "prompt"
+    return f"{kind} {turn.alternative}/{turn.alternatives}"
 
 
 def turn_stats_line(turn: Turn) -> str:
@@ -184,8 +258,12 @@ def to_markdown(session: Session, turns: list[Turn]) -> str:
         meta.append(f"name `{_one(session.name)}`")
     meta.append(f"created {when(session.created)}, updated {when(session.updated)}")
     lines += ["_" + ", ".join(meta) + "_", ""]
-    for turn in turns:
-        lines += [f"## {turn_heading(turn)}", ""]
+    if session.memory:
+        lines += ["## Memory (pinned at the start of the context)", "",
+                  inert(session.memory).strip("\n"), ""]
+    for turn in turns:  # the chosen path; a turn with alternatives says which one it is
+        mark = alternative_mark(turn)
+        lines += [f"## {turn_heading(turn)}" + (f" · {mark}" if mark else ""), ""]
         if turn.role == "model" and turn.preset:
             summary = ", ".join(f"{_one(k)}={_one(v)}" for k, v in sorted(turn.preset.items())
                                 if k not in ("name", "description", "order"))

@@ -6,7 +6,8 @@ session of any size opens in the time it takes to read one page. Both use the
 `(session_id, idx)` index and read only the columns a transcript shows, through the
 store's `db.read` (a failure is one `StoreError` line). `last_reply` reads the end of a
 session only: the trailing model turns (a reply and its continuations) and the newest
-model turn with its stats. Stdlib only.
+model turn with its stats. All three read the session's chosen path (`on_path`, see
+store.core), through the index of its positions. Stdlib only.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ class TurnLine(NamedTuple):
 def turns_before(store: Any, session_id: str, n: int, before: int | None = None) -> list[TurnLine]:
     """The last `n` turns of a session whose position is below `before` (None: all), oldest first."""
     rows = store.db.read(
-        "SELECT id, idx, role, text, status, seed FROM turns WHERE session_id = ? AND idx < ?"
-        " ORDER BY idx DESC LIMIT ?", (session_id, _END if before is None else before, max(0, n)))
+        "SELECT id, idx, role, text, status, seed FROM turns WHERE session_id = ? AND on_path = 1"
+        " AND idx < ? ORDER BY idx DESC LIMIT ?", (session_id, _END if before is None else before, max(0, n)))
     # A cell that is not text (a damaged or hand-edited file) shows as empty, as in context_text.
     return [TurnLine(r["id"], r["idx"], r["role"], r["text"] if isinstance(r["text"], str) else "",
                      r["status"], r["seed"] if isinstance(r["seed"], int) else None)
@@ -43,7 +44,8 @@ def turns_before(store: Any, session_id: str, n: int, before: int | None = None)
 
 def count_before(store: Any, session_id: str, before: int | None = None) -> int:
     """How many turns of a session lie below position `before` (None: all of them)."""
-    rows = store.db.read("SELECT count(*) AS n FROM turns WHERE session_id = ? AND idx < ?",
+    rows = store.db.read("SELECT count(*) AS n FROM turns WHERE session_id = ? AND on_path = 1"
+                         " AND idx < ?",
                          (session_id, _END if before is None else before))
     return rows[0]["n"]
 
@@ -62,7 +64,8 @@ class LastReply:
 def last_reply(store: Any, session_id: str, skip_id: int | None = None) -> LastReply:
     """The newest model turn and the reply text after the last user turn (leaving out
     turn `skip_id`: a reply still streaming, which the caller holds)."""
-    rows = store.db.read("SELECT * FROM turns WHERE session_id = ? ORDER BY idx DESC LIMIT ?",
+    rows = store.db.read("SELECT * FROM turns WHERE session_id = ? AND on_path = 1"
+                         " ORDER BY idx DESC LIMIT ?",
                          (session_id, REPLY_TAIL))
     turns = [t for t in map(turn_from_row, rows) if t.id != skip_id]
     newest = next((t for t in turns if t.role == "model"), None)

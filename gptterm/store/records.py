@@ -59,6 +59,9 @@ class Session:
     model: str | None = None
     preset: str | None = None  # a preset name
     sampling: dict = field(default_factory=dict)  # overrides of SESSION_KEYS fields
+    memory: str = ""  # pinned text that always opens the model's context ("" when none)
+    branched_from: str | None = None  # the session this one was branched from
+    branched_at: int | None = None  # ... after its turn at this position
 
     @property
     def label(self) -> str:
@@ -81,6 +84,11 @@ class Turn:
     status: str = "complete"
     stats: dict = field(default_factory=dict)
     created: float = 0.0
+    parent_id: int | None = None  # the turn this one follows (None: the first)
+    # Among the turns that follow the same parent in the same role (regenerated replies,
+    # edited versions): how many there are, and this one's place (1-based, oldest first).
+    alternatives: int = 1
+    alternative: int = 1
 
 
 def title_from(text: str) -> str:
@@ -204,23 +212,34 @@ def check_sampling(sampling: Any, where: str = "session sampling") -> dict:
 def session_from_row(row: sqlite3.Row | Mapping[str, Any]) -> Session:
     """A session from its row; bad stored values become placeholders.
 
-    model, preset and sampling may be absent from `row` (a search hit carries only
-    what it shows): they are then None, None and {}.
+    model, preset, sampling, memory and where it branched from may be absent from `row`
+    (a search hit carries only what it shows): they are then None, None, {}, "", None.
     """
     keys = row.keys()
-    model, preset, sampling = (row[k] if k in keys else None
-                               for k in ("model", "preset", "sampling"))
+    model, preset, sampling, memory, from_, at = (
+        row[k] if k in keys else None
+        for k in ("model", "preset", "sampling", "memory", "branched_from", "branched_at"))
     sampling = _json(sampling, {})
     return Session(_str(row["id"]), _str(row["title"]),
                    row["name"] if isinstance(row["name"], str) else None,
                    _float(row["created"]), _float(row["updated"]),
                    model=model if is_text(model) else None,
                    preset=preset if is_text(preset) else None,
-                   sampling=sampling if is_flat_object(sampling, lists=False) else {})
+                   sampling=sampling if is_flat_object(sampling, lists=False) else {},
+                   memory=memory if is_text(memory) else "",
+                   branched_from=from_ if is_text(from_) else None,
+                   branched_at=at if _is_count(at) else None)
 
 
 def turn_from_row(row: sqlite3.Row | Mapping[str, Any]) -> Turn:
-    """A turn from its row; bad stored values become placeholders, never an exception."""
+    """A turn from its row; bad stored values become placeholders, never an exception.
+
+    parent_id and the alternatives figures (`n_alt`, `alt_pos`, see Store.turns) may be
+    absent from `row`: they are then None, 1 and 1.
+    """
+    keys = row.keys()
+    parent, n_alt, alt_pos = (row[k] if k in keys else None
+                              for k in ("parent_id", "n_alt", "alt_pos"))
     preset = _json(row["preset"], None)
     chunks = _json(row["chunks"], [])
     token_ids = _json(row["token_ids"], [])
@@ -239,7 +258,14 @@ def turn_from_row(row: sqlite3.Row | Mapping[str, Any]) -> Turn:
         status=row["status"] if row["status"] in STATUSES else "failed",
         stats=stats if is_flat_object(stats, lists=False) else {},
         created=_float(row["created"]),
+        parent_id=parent if isinstance(parent, int) else None,
+        alternatives=n_alt if _is_count(n_alt) and n_alt >= 1 else 1,
+        alternative=alt_pos if _is_count(alt_pos) and alt_pos >= 1 else 1,
     )
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def _str(v: Any) -> str:

@@ -100,7 +100,40 @@ UPDATE sessions SET
               ORDER BY t.idx DESC LIMIT 1);
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5]
+# Version 6: a session is a tree of turns. A turn follows its `parent_id` (NULL: the first);
+# turns with the same parent are alternatives (regenerated replies, edited versions), and
+# `chosen` marks the one the session continues from. `on_path` marks the chosen path from
+# the first turn down (kept in step by every write, so reading a session stays one indexed
+# query); positions are unique on that path only, since alternatives share a position.
+# Older sessions become one path, each turn following the one before it (positions keep
+# their gaps). A session also gains its pinned `memory`, where a branch came from, and
+# `undo_steps`: what each generation, edit or choice did, newest last, so it can be undone.
+_V6 = """
+ALTER TABLE turns ADD COLUMN parent_id INTEGER;
+ALTER TABLE turns ADD COLUMN chosen INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE turns ADD COLUMN on_path INTEGER NOT NULL DEFAULT 1;
+CREATE TEMP TABLE chain (id INTEGER PRIMARY KEY, parent INTEGER);
+INSERT INTO chain SELECT id, lag(id) OVER (PARTITION BY session_id ORDER BY idx, id) FROM turns;
+UPDATE turns SET parent_id = (SELECT parent FROM chain WHERE chain.id = turns.id);
+DROP TABLE chain;
+DROP INDEX turns_by_session;
+CREATE UNIQUE INDEX turns_on_path ON turns(session_id, idx) WHERE on_path = 1;
+CREATE INDEX turns_by_parent ON turns(session_id, parent_id);
+ALTER TABLE sessions ADD COLUMN memory TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN branched_from TEXT;
+ALTER TABLE sessions ADD COLUMN branched_at INTEGER;
+CREATE TABLE undo_steps (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    action     TEXT NOT NULL,
+    turn_id    INTEGER NOT NULL,
+    previous   INTEGER,
+    created    REAL NOT NULL
+);
+CREATE INDEX undo_by_session ON undo_steps(session_id, id);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
