@@ -45,6 +45,8 @@ class Generate:
     `window_start` and `reuse_limit` redo a stored turn exactly (`replay --verify`):
     the window starts at that token of the context, and at most that many cached
     tokens are reused, so the re-run computes what the original did.
+    `pinned_segments`: the first N segments (a session's memory) never leave the window
+    when it moves (see engine.window.place_pinned).
     """
 
     request_id: str
@@ -57,6 +59,7 @@ class Generate:
     context: tuple[Segment, ...] = ()
     window_start: int | None = None
     reuse_limit: int | None = None
+    pinned_segments: int = 0
 
     def segments(self) -> tuple[Segment, ...]:
         return self.context or (Segment(self.prompt),)
@@ -116,11 +119,13 @@ class ModelLoading:
 @dataclass(frozen=True)
 class Backend:
     """The server a remote model runs on: its flavour (llama.cpp, vllm, ...), its version
-    ("" when it does not say) and its URL without credentials."""
+    ("" when it does not say), its URL without credentials, and the model it serves (its
+    id or file name; "" when it does not say)."""
 
     flavor: str
     version: str
     url: str
+    model: str = ""
 
     def describe(self) -> str:
         version = f" {self.version}" if self.version else ""

@@ -23,6 +23,11 @@ of rules decides what a turn is and when it is written:
 - Each request records the model and preset name on the session (`remember_choice`),
   so the session reopens on them; `session_preset` rebuilds its preset, with the
   session's sampling overrides, for the CLI and the TUI alike.
+- A session's pinned memory opens its context as the first segment (`memory_segment`),
+  marked pinned (`Generate.pinned_segments`), and is recorded with each model turn
+  (stats "memory"), so replay rebuilds the context the turn was written after.
+- Regenerating a reply (`start(alternative_of=...)`) stores the new reply as an
+  alternative of the old one, after the same context (the turns before the old reply).
 
 Stdlib only.
 """
@@ -77,12 +82,13 @@ def stats_for(reply: Reply) -> dict[str, Any]:
 
 def backend_stats(started: Started) -> dict[str, Any]:
     """What a turn records about the server that wrote it (flat scalars; nothing for an
-    in-process model): flavour, version, URL (without credentials), and the preset fields
-    a lenient request dropped."""
+    in-process model): flavour, version, URL (without credentials), the model it serves,
+    and the preset fields a lenient request dropped."""
     stats: dict[str, Any] = {}
     if started.backend is not None:
         stats.update(backend_flavor=started.backend.flavor,
-                     backend_version=started.backend.version, backend_url=started.backend.url)
+                     backend_version=started.backend.version, backend_url=started.backend.url,
+                     backend_model=started.backend.model)
     if started.dropped:
         stats["lenient_dropped"] = "; ".join(started.dropped)
     return stats
@@ -119,10 +125,21 @@ def ids_usable(turn: Turn, model: str) -> bool:
     return turn.model == model and (bool(turn.token_ids) or not turn.text)
 
 
-def context_segments(turns: Sequence[Turn], model: str) -> tuple[Segment, ...]:
-    """The session's context for `model`, one segment per turn."""
-    return tuple(Segment(t.text, tuple(t.token_ids) if ids_usable(t, model) else None)
-                 for t in turns)
+def memory_segment(memory: str) -> Segment | None:
+    """The segment a session's pinned memory takes at the start of its context (None: no
+    memory): the memory, ended with a newline unless it ends in whitespace, so the story
+    after it starts on a line of its own."""
+    if not memory:
+        return None
+    return Segment(memory if memory[-1].isspace() else memory + DEFAULT_SEPARATOR)
+
+
+def context_segments(turns: Sequence[Turn], model: str, memory: str = "") -> tuple[Segment, ...]:
+    """The session's context for `model`: its memory (if any), then one segment per turn."""
+    pinned = memory_segment(memory)
+    return (*((pinned,) if pinned else ()),
+            *(Segment(t.text, tuple(t.token_ids) if ids_usable(t, model) else None)
+              for t in turns))
 
 
 def window_notices(started: Started, model: str) -> list[str]:
@@ -208,29 +225,49 @@ class TurnRecorder:
         self.finished = False
         self._user_index: int | None = None  # the user turn's segment in the context
         self._opened_at = 0.0
+        self.alternative_of: int | None = None  # the reply this request writes again
+        self.memory = ""  # the session's pinned memory when the request started
 
     @property
     def request_id(self) -> str:
         return self.reply.request_id
 
-    def start(self, prompt: str | None) -> Generate:
+    def start(self, prompt: str | None = None, *, alternative_of: int | None = None) -> Generate:
         """Store `prompt` (None: continue the session as it is) and build the Generate.
 
+        With `alternative_of` (a model turn's id, and no prompt) the reply is written
+        again: the context is the turns before that reply, and the new reply is stored as
+        its alternative, chosen once it starts. Raises StoreError when that turn is not a
+        model turn of this session.
         Also records the model and preset name on the session (see `remember_choice`).
         """
+        if alternative_of is not None:
+            if prompt is not None:
+                raise ValueError("start: a prompt and alternative_of exclude each other")
+            old = self.store.get_turn(alternative_of)
+            if old.session_id != self.session_id or old.role != "model":
+                raise StoreError(f"turn {alternative_of}: not a reply of session "
+                                 f"{self.session_id}")
+            self.alternative_of = alternative_of
         self.store.remember_choice(self.session_id, model=self.model, preset=self.preset.name)
-        turns = self.store.context_turns(self.session_id)
+        self.memory = self.store.get_session(self.session_id).memory
+        if alternative_of is not None:
+            turns = self.store.turns_before_turn(alternative_of)
+        else:
+            turns = self.store.context_turns(self.session_id)
         if prompt is not None:
             text = joined_prompt(turns, prompt, self.preset, self.model)
             self.separator = text[: len(text) - len(prompt)]
             self.user_turn = self.store.add_turn(self.session_id, "user", text,
                                                  model=self.model)
             turns.append(self.user_turn)
-            self._user_index = len(turns) - 1
+        context = context_segments(turns, self.model, self.memory)
+        if prompt is not None:
+            self._user_index = len(context) - 1
         return Generate(self.request_id, self.session_id, preset=self.preset,
                         max_new_tokens=self.max_new_tokens, seed=self.seed,
-                        inspect_top_k=self.inspect_top_k,
-                        context=context_segments(turns, self.model))
+                        inspect_top_k=self.inspect_top_k, context=context,
+                        pinned_segments=1 if self.memory else 0)
 
     def on_event(self, event: Event, now: float | None = None) -> bool:
         """Fold and store one engine event; False when it is not this request's.
@@ -266,7 +303,9 @@ class TurnRecorder:
         preset["max_new_tokens"] = event.max_new_tokens or preset["max_new_tokens"]
         seed = self.seed if self.seed is not None else self.preset.seed
         self.writer = self.store.begin_turn(self.session_id, model=self.model, preset=preset,
-                                            seed=seed)
+                                            seed=seed, alternative_of=self.alternative_of)
+        if self.memory:  # what replay needs to rebuild this turn's context
+            self._call(self.writer.set_stats, memory=self.memory)
         self._opened_at = time.monotonic()
         self._call(self.writer.set_stats, prompt_tokens=event.prompt_tokens,
                    reused_tokens=event.reused_tokens, window_start=event.window_start,

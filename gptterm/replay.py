@@ -15,7 +15,9 @@ starts from another context than the recorded one says so instead of comparing.
 A turn written by a server (its stats name the backend) is re-run on that server, only
 when it answers with the same flavour and version; its text is compared (a server need
 not report token ids). Otherwise it cannot be verified here, which is said, never a
-difference.
+difference. A session's alternatives are verified too (`verify_each`: every reply of its
+tree after its own context, in the order they were written), with the pinned memory the
+turn recorded; a turn whose text was edited by hand cannot be verified, which is said.
 
 Stdlib only at import time.
 """
@@ -23,7 +25,7 @@ Stdlib only at import time.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Self
 
@@ -175,6 +177,8 @@ class TurnCheck:
     def line(self) -> str:
         """One line for people."""
         head = f"turn {self.turn.index}"
+        if self.turn.alternatives > 1:
+            head += f" reply {self.turn.alternative}/{self.turn.alternatives}"
         if self.turn.model:
             head += f" ({_label(self.turn)})"
         if self.outcome == "identical":
@@ -196,7 +200,8 @@ class TurnCheck:
     def as_json(self) -> dict:
         return {"turn": self.turn.index, "model": self.turn.model, "outcome": self.outcome,
                 "index": self.index, "stored": self.stored, "produced": self.produced,
-                "compared": self.compared, "detail": self.detail}
+                "compared": self.compared, "detail": self.detail,
+                "alternative": self.turn.alternative, "alternatives": self.turn.alternatives}
 
 
 def _label(turn: Turn) -> str:
@@ -261,11 +266,21 @@ def verify(turns: Sequence[Turn], runner: Runner) -> Iterator[TurnCheck]:
     `runner(turn, before)` returns the token ids produced with the turn's model,
     preset and seed, or raises ModelUnavailable, RerunError or ContextDiffers.
     """
-    for position, turn in enumerate(turns):
+    yield from verify_each(((turn, turns[:i]) for i, turn in enumerate(turns)), runner)
+
+
+def verify_each(pairs: Iterable[tuple[Turn, Sequence[Turn]]], runner: Runner
+                ) -> Iterator[TurnCheck]:
+    """`verify` over (turn, the turns before it) pairs: a session's whole tree, where each
+    alternative has its own context. Turns that are not the model's are skipped."""
+    for turn, before in pairs:
         if turn.role != "model":
             continue
         method = (turn.preset or {}).get("method")
-        if not turn.model or turn.preset is None:
+        if isinstance(turn.stats, dict) and turn.stats.get("edited") is True:
+            yield TurnCheck(turn, "unverifiable", detail="cannot verify: its text was edited "
+                            "by hand")
+        elif not turn.model or turn.preset is None:
             yield TurnCheck(turn, "unverifiable", detail="cannot verify: no model or preset "
                             "was recorded for this turn")
         elif turn.seed is None and method == "sample":
@@ -279,7 +294,7 @@ def verify(turns: Sequence[Turn], runner: Runner) -> Iterator[TurnCheck]:
                             "was stopped shows its best guess so far, which no re-run repeats")
         else:
             try:
-                produced = runner(turn, turns[:position])
+                produced = runner(turn, before)
             except ModelUnavailable as exc:
                 yield TurnCheck(turn, "unavailable",
                                 detail=f"model {turn.model!r} is not available: {exc}")
@@ -357,12 +372,19 @@ class EngineRunner:
             raise NotVerifiableHere(f"the turn was written by {was}, this server is {now}")
         if not backend.version:
             raise NotVerifiableHere(f"the server ({backend.flavor}) does not say its version")
+        recorded = stats.get("backend_model")
+        if isinstance(recorded, str) and recorded and recorded != backend.model:
+            raise NotVerifiableHere(f"the turn was written by model {recorded!r}, this server "
+                                    f"serves {backend.model or 'an unnamed model'!r}")
 
     def __call__(self, turn: Turn, before: Sequence[Turn]) -> list[int] | RerunText:
         from gptterm import presets
         from gptterm.protocol import Failed, Generate, Reply, Started, new_request_id
         from gptterm.recorder import context_segments
 
+        # The pinned memory the turn was written with (recorded in its stats).
+        memory = turn.stats.get("memory") if isinstance(turn.stats, dict) else None
+        memory = memory if isinstance(memory, str) else ""
         values = {k: v for k, v in (turn.preset or {}).items() if k in presets.FIELD_NAMES}
         try:
             preset = presets.from_mapping(values, where=f"turn {turn.index} preset")
@@ -378,7 +400,8 @@ class EngineRunner:
             self._same_server(turn)
             command = Generate(new_request_id(), f"verify:{turn.session_id}:{turn.model}",
                                preset=preset, max_new_tokens=max_new, seed=turn.seed,
-                               context=context_segments(before, turn.model or ""))
+                               context=context_segments(before, turn.model or "", memory),
+                               pinned_segments=1 if memory else 0)
             reply = Reply(command.request_id)
             end = self._client.generate(command, reply.apply)
             if isinstance(end, Failed):
@@ -389,7 +412,8 @@ class EngineRunner:
         # then holds what the original's held, and `reuse_limit` takes as much of it.
         command = Generate(new_request_id(), f"verify:{turn.session_id}:{turn.model}",
                            preset=preset, max_new_tokens=max_new, seed=turn.seed,
-                           context=context_segments(before, turn.model or ""),
+                           context=context_segments(before, turn.model or "", memory),
+                           pinned_segments=1 if memory else 0,
                            window_start=_stat_int(stats, "window_start"),
                            reuse_limit=_stat_int(stats, "reused_tokens") or 0)
         reply = Reply(command.request_id)

@@ -27,6 +27,10 @@ WAIT = 30  # seconds: a generous deadline for any one event
 GREEDY = Preset(name="greedy")
 SAMPLE = Preset(name="s", method="sample", temperature=0.8, top_k=50, top_p=0.95,
                 repetition_penalty=1.1)
+def LLAMA_BACKEND(server):  # noqa: N802 - reads as the constant it stands for
+    return Backend("llama.cpp", "b6500-abc1234", server.url, "shakespeare-mini.gguf")
+
+
 VLLM_GETS = {"/version": {"version": "0.9.2"},
              "/v1/models": {"data": [{"id": "gpt2-xl", "max_model_len": 1024}]}}
 
@@ -87,8 +91,7 @@ def test_llama_cpp_request_body_events_and_probabilities():
     stream = [sse(first), llama_stream([" world"], "eos", cached=4, prompt=9)]
     with llama_server(stream) as server:
         engine, events, ready = loaded(server)
-        assert ready == ModelLoaded(server.url, "llama.cpp", 1024,
-                                    Backend("llama.cpp", "b6500-abc1234", server.url))
+        assert ready == ModelLoaded(server.url, "llama.cpp", 1024, LLAMA_BACKEND(server))
         context = (Segment("To be,", (1, 2)), Segment(" or not"))
         mine, done = run(engine, events, Generate("r1", "s", preset=SAMPLE, seed=11,
                                                   max_new_tokens=20, inspect_top_k=2,
@@ -104,7 +107,7 @@ def test_llama_cpp_request_body_events_and_probabilities():
         "post_sampling_probs": True}]
     started = next(e for e in mine if isinstance(e, Started))
     assert (started.prompt_tokens, started.reused_tokens, started.n_ctx) == (9, 4, 1024)
-    assert started.backend == Backend("llama.cpp", "b6500-abc1234", server.url)
+    assert started.backend == LLAMA_BACKEND(server)
     deltas = [e for e in mine if isinstance(e, TextDelta)]
     assert [(d.text, d.token_ids) for d in deltas] == [("Hello", (100,)), (" world", (100,))]
     assert deltas[0].alternatives == ((("Hello", 0.5), ("Hi", 0.25)),)
@@ -250,7 +253,7 @@ def test_tgi_stream_and_finish_reasons(finish, reason):
                       "max_total_tokens": 1024}}
     with FakeServer(gets=gets, posts={"/generate_stream": [stream]}) as server:
         engine, events, ready = loaded(server)
-        assert ready.backend == Backend("tgi", "2.4.0 abcdef1", server.url)
+        assert ready.backend == Backend("tgi", "2.4.0 abcdef1", server.url, "gpt2")
         mine, done = run(engine, events, Generate("r", "s", "x", SAMPLE, 3, 1))
         engine.close()
     assert server.posted("/generate_stream") == [{"inputs": "x", "parameters": {
@@ -513,10 +516,11 @@ def test_generate_remote_name_sends_the_token_and_records_the_backend(tmp_path, 
         turn = [t for t in store.turns(session.id) if t.role == "model"][-1]
     assert turn.model == "remote:box" and turn.text == "Hi"
     assert {k: turn.stats[k] for k in ("backend_flavor", "backend_version", "backend_url",
-                                       "lenient_dropped", "reused_tokens",
+                                       "backend_model", "lenient_dropped", "reused_tokens",
                                        "prompt_tokens")} == {
         "backend_flavor": "vllm", "backend_version": "0.9.2", "backend_url": server.url,
-        "lenient_dropped": "typical_p = 0.95", "reused_tokens": None, "prompt_tokens": 6}
+        "backend_model": "gpt2-xl", "lenient_dropped": "typical_p = 0.95",
+        "reused_tokens": None, "prompt_tokens": 6}
 
 
 def test_a_remote_only_run_never_imports_torch():
@@ -547,9 +551,15 @@ def test_replay_verify_reruns_on_the_same_server_version_only(capsys):
         assert [c.outcome for c in checks] == ["identical"]
         assert checks[0].line().endswith("identical (2 tokens)")
         assert server.posted("/completion")[1]["seed"] == 5  # the same request again
+        server.gets["/props"] = {**LLAMA_PROPS, "model_path": "/m/other.gguf"}
+        with replay.EngineRunner(device="cpu") as runner:
+            other = next(replay.verify(turns, runner))
         server.gets["/props"] = {**LLAMA_PROPS, "build_info": "b7000-new"}
         with replay.EngineRunner(device="cpu") as runner:
             check = next(replay.verify(turns, runner))
+    assert other.outcome == "unverifiable" and other.detail == (
+        "cannot verify here: the turn was written by model 'shakespeare-mini.gguf', this "
+        "server serves 'other.gguf'")
     assert check.outcome == "unverifiable" and check.detail == (
         "cannot verify here: the turn was written by llama.cpp b6500-abc1234, this server "
         "is llama.cpp b7000-new")
@@ -590,7 +600,7 @@ def test_a_cancelled_remote_turn_is_compared_up_to_where_it_stopped(tmp_path):
         sid = open_session(store, "c")
         recorder = TurnRecorder(store, sid, server.url, GREEDY, seed=1)
         rid = recorder.start("x").request_id
-        backend = Backend("llama.cpp", "b6500-abc1234", server.url)
+        backend = LLAMA_BACKEND(server)
         recorder.on_event(Started(rid, 0, None, max_new_tokens=80, backend=backend))
         recorder.on_event(TextDelta(rid, "To b"))  # no ids: text is what is compared
         recorder.on_event(Done(rid, "cancelled", 1, 0.1, 0.1))

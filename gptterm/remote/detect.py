@@ -20,12 +20,14 @@ AUTO = "auto"
 @dataclass(frozen=True)
 class ServerInfo:
     """What a server said about itself: flavour, version ("" unknown), window (0 unknown),
-    the model id requests name (None: the server has one model and needs no name)."""
+    the model id requests name (None: the server has one model and needs no name), and
+    the model it serves (an id or file name, "" unknown), which a turn records."""
 
     flavor: str
     version: str
     n_ctx: int
     model: str | None
+    served: str = ""
 
 
 def _reachable(server: Server, path: str) -> Any:
@@ -71,13 +73,15 @@ def server_info(server: Server, flavor: str, model: str | None) -> ServerInfo:
     if flavor == "llama.cpp":
         props = _dict(server.get_json("/props"))
         settings = _dict(props.get("default_generation_settings"))
+        served = _text(props.get("model_alias")) or _text(props.get("model_path"))
         return ServerInfo(flavor, _text(props.get("build_info")), _int(settings.get("n_ctx")),
-                          model)
+                          model, served.replace("\\", "/").rsplit("/", 1)[-1])
     if flavor == "tgi":
         info = _dict(server.get_json("/info"))
         version = " ".join(x for x in (_text(info.get("version")), _text(info.get("sha"))[:7])
                            if x)
-        return ServerInfo(flavor, version, _int(info.get("max_total_tokens")), None)
+        return ServerInfo(flavor, version, _int(info.get("max_total_tokens")), None,
+                          _text(info.get("model_id")))
     if flavor == "ollama":
         version = _text(_dict(server.get_json("/api/version")).get("version"))
         if model is None:
@@ -86,7 +90,7 @@ def server_info(server: Server, flavor: str, model: str | None) -> ServerInfo:
             if not names:
                 raise RemoteError(f"{server.url} serves no model: `ollama pull` one first")
             model = names[0]
-        return ServerInfo(flavor, version, 0, model)
+        return ServerInfo(flavor, version, 0, model, model)
     # OpenAI-compatible: the model list gives the id (and vLLM/SGLang the window).
     version = ""
     if flavor == "vllm":
@@ -100,8 +104,8 @@ def server_info(server: Server, flavor: str, model: str | None) -> ServerInfo:
         known = ", ".join(_text(m.get("id")) for m in models) or "none"
         raise RemoteError(f"{server.url} does not serve model {model!r} (it serves: {known})"
                           if model else f"{server.url} serves no model")
-    return ServerInfo(flavor, version, _int(chosen.get("max_model_len")),
-                      _text(chosen.get("id")) or model)
+    served = _text(chosen.get("id")) or model
+    return ServerInfo(flavor, version, _int(chosen.get("max_model_len")), served, served or "")
 
 
 def _dict(value: Any) -> dict:

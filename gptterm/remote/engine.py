@@ -310,7 +310,7 @@ class RemoteEngine:
     def backend(self) -> Backend | None:
         if self.info is None or self._server is None:
             return None
-        return Backend(self.info.flavor, self.info.version, self._server.url)
+        return Backend(self.info.flavor, self.info.version, self._server.url, self.info.served)
 
     # ------------------------------------------------------------ worker thread
 
