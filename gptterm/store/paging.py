@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from gptterm.store.core import _ALT_FIGURES as ALT_FIGURES  # the one "2/3" query
 from gptterm.store.records import Turn, turn_from_row
 
 _END = 2**63 - 1  # past every turn position: "the newest turns"
@@ -29,16 +30,20 @@ class TurnLine(NamedTuple):
     text: str
     status: str
     seed: int | None = None
+    alternatives: int = 1  # this turn and its alternatives (a reply written again: 3)
+    alternative: int = 1  # which of them this is, from 1
 
 
 def turns_before(store: Any, session_id: str, n: int, before: int | None = None) -> list[TurnLine]:
     """The last `n` turns of a session whose position is below `before` (None: all), oldest first."""
     rows = store.db.read(
-        "SELECT id, idx, role, text, status, seed FROM turns WHERE session_id = ? AND on_path = 1"
-        " AND idx < ? ORDER BY idx DESC LIMIT ?", (session_id, _END if before is None else before, max(0, n)))
+        f"SELECT t.id, t.idx, t.role, t.text, t.status, t.seed{ALT_FIGURES} FROM turns t"
+        " WHERE t.session_id = ? AND t.on_path = 1 AND t.idx < ? ORDER BY t.idx DESC LIMIT ?",
+        (session_id, _END if before is None else before, max(0, n)))
     # A cell that is not text (a damaged or hand-edited file) shows as empty, as in context_text.
     return [TurnLine(r["id"], r["idx"], r["role"], r["text"] if isinstance(r["text"], str) else "",
-                     r["status"], r["seed"] if isinstance(r["seed"], int) else None)
+                     r["status"], r["seed"] if isinstance(r["seed"], int) else None,
+                     r["n_alt"], r["alt_pos"])
             for r in reversed(rows)]
 
 

@@ -23,6 +23,7 @@ cancelled.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,7 @@ from gptterm.ui.keymap import KEY_ACTIONS
 from gptterm.ui.labels import short_model
 from gptterm.ui.screens.compare import CompareScreen
 from gptterm.ui.screens.dialogs import AskScreen, ChooseManyScreen, ConfirmScreen, PickerScreen
+from gptterm.ui.screens.edit import EditTextScreen
 from gptterm.ui.screens.export import ExportScreen
 from gptterm.ui.screens.replay import ReplayScreen
 from gptterm.ui.screens.search import SearchScreen
@@ -143,6 +145,7 @@ class MainScreen(Screen[None]):
         self._undo: tuple[str, str] | None = None  # (session, model before its switch)
         self._count_timer: Timer | None = None
         self._count_request = ""
+        self._memory_request = ""
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
@@ -305,18 +308,25 @@ class MainScreen(Screen[None]):
             self.gen.view = None  # the reply keeps streaming into its own session
         self.session_id = session_id
         self.draft_sampling = {}
-        live = self.gen if self.gen and self.gen.session_id == session_id else None
-        # Reads and shows the last page of turns only: a session of any size opens at once.
-        self.transcript.show_session(self.store, session_id, live.turn_id if live else None)
-        if live is not None:
-            live.view = self.transcript.add_turn("model", live.reply.text,
-                                                 seed=live.recorder.seed)
         self._follow_session(self.session, startup=startup)
-        self.show_figures()
-        self.refresh_sidebar()
+        self.reload()
         self.app.remember_default(session=session_id)
         self.refresh_bindings()
         self._ask_count()
+
+    def reload(self) -> None:
+        """Show the open session as stored now (after its path changed: an alternative
+        chosen, a turn edited, an undo), with its figures and memory size."""
+        live = self.gen if self.gen and self.gen.session_id == self.session_id else None
+        # Reads and shows the last page of turns only: a session of any size opens at once.
+        self.transcript.show_session(self.store, self.session_id,
+                                     live.turn_id if live else None)
+        if live is not None:
+            live.view = self.transcript.add_turn("model", live.reply.text,
+                                                 seed=live.recorder.seed)
+        self.show_figures()
+        self.refresh_sidebar()
+        self._ask_memory_size()
 
     def show_figures(self) -> None:
         """The status figures of the open session: its live reply's, else its newest one's."""
@@ -452,7 +462,20 @@ class MainScreen(Screen[None]):
         self._count_request = new_request_id()
         self.app.send(CountTokens(self._count_request, joined))
 
+    def _ask_memory_size(self) -> None:
+        """Ask how many tokens the pinned memory takes of the window (shown in the bar)."""
+        session = self.session
+        memory = session.memory if session is not None else ""
+        self.status.set(memory=None)
+        self._memory_request = ""
+        if memory and self.app.current_model is not None:
+            self._memory_request = new_request_id()
+            self.app.send(CountTokens(self._memory_request, memory))
+
     def token_count(self, event: TokenCount) -> None:
+        if event.request_id == self._memory_request:
+            self.status.set(memory=event.n_tokens)
+            return
         if event.request_id != self._count_request or not self.prompt.text:
             return
         used = (self.status.info.context or 0) + event.n_tokens
@@ -488,16 +511,17 @@ class MainScreen(Screen[None]):
         self.prompt.border_title = ""
         self.refresh_sidebar()
 
-    def _start_generation(self, session_id: str, prompt: str | None = None) -> None:
-        """Continue `session_id` after `prompt` (None: as it stands) with this session's
-        preset and settings."""
+    def _start_generation(self, session_id: str, prompt: str | None = None, *,
+                          alternative_of: int | None = None) -> None:
+        """Continue `session_id` after `prompt` (None: as it stands), or write the reply
+        `alternative_of` again as its alternative, with this session's preset and settings."""
         preset = self.preset
         seed = preset.seed if preset.seed is not None else self.app.seed_source()
         recorder = TurnRecorder(self.store, session_id, self.app.current_model, preset,
                                 seed=seed,
                                 inspect_top_k=INSPECT_TOP_K if self.inspecting else 0,
                                 call=self.app.feeder.call, wait=self.app.feeder.wait)
-        command = recorder.start(prompt)
+        command = recorder.start(prompt, alternative_of=alternative_of)
         self.gen = Generation(recorder, session_id, preset.name, self.app.clock(),
                               inspect=self.inspecting)
         self.refresh_bindings()
@@ -537,6 +561,9 @@ class MainScreen(Screen[None]):
             return
         self.refresh_bindings()
         if gen.view is not None:
+            if gen.recorder.alternative_of is not None and gen.turn_id is not None:
+                n = len(self.store.alternatives(gen.turn_id))
+                gen.view.alternative = (n, n)  # the newest of the reply's versions
             gen.view.set_text(gen.reply.text, status=status, note=note)
         if gen.inspect:
             self.inspector.flush()
@@ -604,6 +631,7 @@ class MainScreen(Screen[None]):
         """The engine's model changed: the open session's figures and count are redone."""
         self.show_figures()
         self._ask_count()
+        self._ask_memory_size()
 
     # ------------------------------------------------------------ key actions
 
@@ -627,9 +655,12 @@ class MainScreen(Screen[None]):
         if turns[-1].role != "model":
             self.app.notify("No reply to write again: Enter sends the prompt")
             return
-        self.store.delete_turn(turns[-1].id)
-        self.open_session(self.session_id)
-        self._start_generation(self.session_id)
+        # The old reply stays, as an alternative (Alt+Left/Right flip between them); the
+        # new one takes its place on screen.
+        views = self.transcript.views
+        if views and views[-1].role == "model":
+            views[-1].remove()
+        self._start_generation(self.session_id, alternative_of=turns[-1].id)
 
     def action_continue_reply(self) -> None:
         if self.session_id is None or not self.store.turns(self.session_id):
@@ -678,6 +709,121 @@ class MainScreen(Screen[None]):
                 self.app.notify(f"Copied the turn ({len(by_id[turn_id])} characters)")
 
         self.app.push_screen(TurnPickerScreen(rows, "Copy a turn"), done)
+
+    # alternatives, edits, branches, memory, undo
+
+    def _idle_session(self, what: str) -> bool:
+        """Whether the open session is saved and not being written to (else say why)."""
+        if self.session_id is None or self.store is None or not self.store.turns(
+                self.session_id):
+            self.app.notify(f"Nothing to {what} yet: send a prompt first")
+            return False
+        if self.gen is not None and self.gen.session_id == self.session_id:
+            self.app.notify(f"A reply is being written: Esc stops it, then {what}")
+            return False
+        return True
+
+    def _flip(self, step: int) -> None:
+        if not self._idle_session("flip through"):
+            return
+        last = self.store.turns(self.session_id)[-1]
+        versions = self.store.alternatives(last.id)
+        if len(versions) < 2:
+            self.app.notify("This reply has no alternatives: Ctrl+R writes one")
+            return
+        at = next(i for i, t in enumerate(versions) if t.id == last.id)
+        chosen = (at + step) % len(versions)
+        self.store.choose(versions[chosen].id)
+        self.reload()
+        self.app.notify(f"{'Reply' if last.role == 'model' else 'Prompt'} "
+                        f"{chosen + 1}/{len(versions)}: the next turn continues from it",
+                        timeout=3)
+
+    def action_previous_alternative(self) -> None:
+        self._flip(-1)
+
+    def action_next_alternative(self) -> None:
+        self._flip(+1)
+
+    def _pick_turn(self, title: str, then: Callable[[Any], None]) -> None:
+        """Let the user pick a turn of the open session's path, then call `then(turn)`."""
+        turns = self.store.turns(self.session_id)
+        by_id = {t.id: t for t in turns}
+
+        def done(turn_id: int | None) -> None:
+            if turn_id in by_id:
+                then(by_id[turn_id])
+
+        self.app.push_screen(TurnPickerScreen([(t.id, t.role, t.text) for t in turns], title),
+                             done)
+
+    def action_edit_turn(self) -> None:
+        if not self._idle_session("edit"):
+            return
+
+        def edit(turn: Any) -> None:
+            def done(text: str | None) -> None:
+                if text is None or text == turn.text:
+                    return
+                self.store.edit_turn(turn.id, text)
+                self.reload()
+                later = "; the turns after the old version stay with it" if (
+                    turn.index < len(self.store.turns(self.session_id))) else ""
+                self.app.notify(f"Edited (the old text is kept as an alternative{later})")
+
+            self.app.push_screen(EditTextScreen(f"Edit the {turn.role}'s turn", turn.text,
+                                                "the old text is kept"), done)
+
+        self._pick_turn("Edit a turn", edit)
+
+    def action_branch(self) -> None:
+        if not self._idle_session("branch"):
+            return
+
+        def branch(turn: Any) -> None:
+            try:
+                new = self.store.branch(self.session_id, turn.index)
+            except Exception as exc:  # noqa: BLE001 - one line, nothing changed
+                self.app.notify(str(exc), severity="error")
+                return
+            self.open_session(new.id)
+            self.app.notify(f"A new session holding the turns up to there: {new.label}")
+
+        self._pick_turn("Branch: a new session with the turns up to", branch)
+
+    def action_memory(self) -> None:
+        if self.session_id is None or self.store is None:
+            self.app.notify("Send a prompt first: memory belongs to a saved session")
+            return
+        session = self.session
+
+        def done(text: str | None) -> None:
+            if text is None:
+                return
+            self.store.set_memory(self.session_id, text.strip() and text)
+            self._ask_memory_size()
+            self.app.notify("Pinned memory set: it opens the context of every reply" if
+                            text.strip() else "Pinned memory cleared")
+
+        self.app.push_screen(EditTextScreen(
+            "Pinned memory: always at the start of the context, never cut by the window",
+            session.memory if session is not None else "", "it counts against the window"),
+            done)
+
+    def action_undo(self) -> None:
+        if self.session_id is None or self.store is None:
+            self.app.notify("Nothing to undo")
+            return
+        if self.gen is not None and self.gen.session_id == self.session_id:
+            self.app.notify("A reply is being written: Esc stops it first")
+            return
+        try:
+            what = self.store.undo(self.session_id)
+        except Exception as exc:  # noqa: BLE001 - "nothing to undo", one line
+            self.app.notify(str(exc))
+            return
+        self.reload()
+        self.app.notify(f"Undone: {what}")
 
     def action_toggle_inspector(self) -> None:
         """Show or hide the token inspector; the next Generate asks for alternatives or not."""

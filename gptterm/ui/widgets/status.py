@@ -39,6 +39,7 @@ class StatusInfo:
     context: int | None = None
     out_of_window: int = 0  # tokens of the oldest text the model no longer sees
     seed: int | None = None
+    memory: int | None = None  # tokens of the session's pinned memory (None: none)
     n_ctx: int | None = None
 
 
@@ -79,7 +80,8 @@ def figures_of(turn: Any) -> dict[str, Any]:
 
 
 # Lower numbers stay longest when the bar is narrow.
-PRIORITY = {"model": 0, "loading": 0, "context": 1, "state": 1, "reused": 2, "preset": 3,
+PRIORITY = {"model": 0, "loading": 0, "context": 1, "state": 1, "reused": 2, "memory": 2,
+            "preset": 3,
             "tok_s": 4, "ttft": 5, "seed": 6}
 
 
@@ -134,6 +136,8 @@ class StatusBar(Widget):
             parts.append(("context", ctx))
         elif i.n_ctx:
             parts.append(("context", Content(f"ctx 0{limit}")))
+        if i.memory:
+            parts.append(("memory", Content(f"mem {i.memory}")))
         if i.seed is not None:
             parts.append(("seed", Content.styled(f"seed {i.seed}", "dim")))
         return parts

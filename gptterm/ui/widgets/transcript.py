@@ -60,10 +60,12 @@ class TurnView(Vertical):
     """
 
     def __init__(self, role: str, text: str = "", status: str = "complete",
-                 note: str = "", *, turn_id: int | None = None, seed: int | None = None) -> None:
+                 note: str = "", *, turn_id: int | None = None, seed: int | None = None,
+                 alternative: tuple[int, int] = (1, 1)) -> None:
         self.role = role
         self.turn_id = turn_id  # the stored turn (None: not stored yet, or a draft)
         self.seed = seed  # a reply's seed, shown so a good one can be reproduced
+        self.alternative = alternative  # (which, of how many): a reply written again
         self.text = ""
         self.status = status
         self.note = note
@@ -81,9 +83,12 @@ class TurnView(Vertical):
         if not text and not self._frozen:
             text = "…" if self.role == "model" else ""
         body = Content(inert(text))
-        mark = self.note or _STATUS_MARK.get(self.status, "")
+        marks = [self.note or _STATUS_MARK.get(self.status, "")]
+        if self.alternative[1] > 1:
+            marks.append("{}/{}".format(*self.alternative))
         if self.seed is not None and self.role == "model":
-            mark = f"{mark} · seed {self.seed}" if mark else f"seed {self.seed}"
+            marks.append(f"seed {self.seed}")
+        mark = " · ".join(m for m in marks if m)
         if mark:
             body = Content.assemble(body, ("  " + mark, "dim italic"))
         return body
@@ -141,7 +146,8 @@ Row = paging.TurnLine  # one turn to show
 
 
 def _view(row: paging.TurnLine) -> TurnView:
-    return TurnView(row.role, row.text, row.status, turn_id=row.id, seed=row.seed)
+    return TurnView(row.role, row.text, row.status, turn_id=row.id, seed=row.seed,
+                    alternative=(row.alternative, row.alternatives))
 
 
 class TurnPages:
