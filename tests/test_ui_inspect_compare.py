@@ -162,7 +162,7 @@ async def test_compare_runs_each_preset_with_one_seed_and_drops_its_sessions(ui_
         assert column_texts(compare) == [" A1 A2", " B1"]
         stats = [str(s.render()) for s in compare.query(".compare-stats")]
         assert stats == ["2 tok · 2.2 tok/s · eos", "1 tok · eos"]  # protocol.decode_rate
-        assert "not saved in the session" in str(compare.query_one("#compare-subtitle").render())
+        assert "1-3 keeps that column" in str(compare.query_one("#compare-subtitle").render())
         assert len(store.turns(sid)) == 4 and app.main.gen is None
         await pilot.press("escape")
         assert app.screen is app.main and app.main.compare is None
@@ -282,3 +282,26 @@ async def test_the_real_engine_fills_the_inspector_and_runs_a_comparison(ui_env,
         assert [g.session_id.split(":")[-1] for g in gens[1:]] == ["alpha", "beta"]
         assert [c for c in seen if isinstance(c, DropSession)] == [
             DropSession(g.session_id) for g in gens[1:]]
+
+
+async def test_a_kept_column_becomes_a_version_of_the_reply(ui_env):
+    store = Store()
+    sid = story(store)
+    engines = Engines()
+    app = make_app(engine_factory=engines.factory(
+        replies={"alpha": [" A1", " A2"], "beta": [" B1"]}), store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        app.main.open_session(sid)
+        old_reply = store.turns(sid)[-1]
+        await pilot.press("ctrl+f", "enter")
+        compare = app.screen
+        await until(pilot, lambda: all(r.state == "done" for r in compare.runs))
+        await pilot.press("2")
+        await until(pilot, lambda: app.screen is app.main)
+        versions = store.alternatives(old_reply.id)
+        assert [t.text for t in versions] == [old_reply.text, " B1"]
+        kept = store.turns(sid)[-1]
+        assert kept.text == " B1" and kept.preset["name"] == "beta"
+        assert kept.seed == engines.one.sent_commands(Generate)[-1].seed
+        assert app.main.transcript.views[-1].text == " B1"

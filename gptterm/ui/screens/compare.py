@@ -57,10 +57,20 @@ class Run:
 def _tokens(n: int) -> str:
     return f"{n} tok"
 
-class CompareScreen(ModalScreen[None]):
+@dataclass(frozen=True)
+class Kept:
+    """A finished column the user keeps in the session (as an alternative of the reply)."""
+
+    preset: Preset
+    reply: Reply
+    seed: int
+
+
+class CompareScreen(ModalScreen[Kept | None]):
     """Columns of continuations, one per preset, streamed in turn."""
 
-    BINDINGS = [Binding("escape", "close", "Close")]
+    BINDINGS = [Binding("escape", "close", "Close"),
+                *(Binding(str(n), f"keep({n})", f"Keep {n}", show=False) for n in (1, 2, 3))]
 
     def __init__(self, context: Sequence[Segment], presets: Sequence[Preset], *, seed: int,
                  max_new_tokens: int, session: str | None,
@@ -83,7 +93,8 @@ class CompareScreen(ModalScreen[None]):
                         id="compare-title")
             yield Label(Content.styled(
                 f"seed {self.seed} · up to {self.max_new_tokens} tokens each · "
-                "not saved in the session · Esc stops and closes", "dim"), id="compare-subtitle")
+                "1-3 keeps that column in the session · Esc stops and closes", "dim"),
+                id="compare-subtitle")
             tail = self.prompt[-PROMPT_TAIL:].replace("\n", " ⏎ ")
             ellipsis = "…" if len(self.prompt) > PROMPT_TAIL else ""
             yield Static(Content.assemble(("after: ", "dim"), (ellipsis + tail, "italic")),
@@ -169,7 +180,17 @@ class CompareScreen(ModalScreen[None]):
 
     # ------------------------------------------------------------ closing
 
-    def action_close(self) -> None:
+    def action_keep(self, n: int) -> None:
+        """Close, keeping column `n` (a finished one) as a version of the session's reply."""
+        if not 1 <= n <= len(self.runs):
+            return
+        run = self.runs[n - 1]
+        if run.state != "done" or run.reply is None:
+            self.notify(f"Column {n} has not finished", severity="warning")
+            return
+        self.action_close(Kept(run.preset, run.reply, self.seed))
+
+    def action_close(self, kept: Kept | None = None) -> None:
         """Stop the running reply, forget the throwaway engine sessions, close."""
         if self.closed:
             return
@@ -180,4 +201,4 @@ class CompareScreen(ModalScreen[None]):
         for run in self.runs:
             if run.reply is not None:
                 send(DropSession(run.session_id))
-        self.dismiss(None)
+        self.dismiss(kept)

@@ -54,12 +54,13 @@ from gptterm.protocol import (
 )
 from gptterm.remote import is_remote
 from gptterm.recorder import (
-    TurnRecorder, context_segments, joined_prompt, status_for, window_notices, with_sampling,
+    TurnRecorder, context_segments, joined_prompt, stats_for, status_for, window_notices,
+    with_sampling,
 )
 from gptterm.store import exporting, paging
 from gptterm.ui.keymap import KEY_ACTIONS
 from gptterm.ui.labels import short_model
-from gptterm.ui.screens.compare import CompareScreen
+from gptterm.ui.screens.compare import CompareScreen, Kept
 from gptterm.ui.screens.dialogs import AskScreen, ChooseManyScreen, ConfirmScreen, PickerScreen
 from gptterm.ui.screens.edit import EditTextScreen
 from gptterm.ui.screens.export import ExportScreen
@@ -939,10 +940,37 @@ class MainScreen(Screen[None]):
                                      session=self.session_id, send=self.app.send,
                                      clock=self.app.clock)
 
-        def closed(_: None) -> None:
+        typed = self.prompt.text if self.prompt.text.strip() else None
+
+        def closed(kept: Kept | None) -> None:
             self.compare = None
+            if kept is not None:
+                self._keep_compared(kept, typed)
 
         self.app.push_screen(self.compare, closed)
+
+    def _keep_compared(self, kept: Kept, typed: str | None) -> None:
+        """Store a kept comparison column: after the typed prompt (stored too), else as a
+        new version of the reply to the session's last prompt."""
+        if self.session_id is None:
+            self.session_id = self.store.create_session().id
+            self.app.remember_default(session=self.session_id)
+        turns = self.store.turns(self.session_id)
+        model = self.app.current_model or ""
+        fields = {"model": model, "preset": kept.preset.values(), "seed": kept.seed,
+                  "token_ids": list(kept.reply.token_ids), "stats": stats_for(kept.reply)}
+        if typed is not None:
+            self.store.add_turn(self.session_id, "user", joined_prompt(
+                turns, typed, kept.preset, model))
+            self.store.add_turn(self.session_id, "model", kept.reply.text, **fields)
+            self.prompt.clear()
+        else:
+            last_user = max(i for i, t in enumerate(turns) if t.role == "user")
+            after = turns[last_user + 1] if last_user + 1 < len(turns) else None
+            self.store.add_turn(self.session_id, "model", kept.reply.text, **fields,
+                                alternative_of=after.id if after is not None else None)
+        self.reload()
+        self.app.notify(f"Kept the {kept.preset.name} column as a version of the reply")
 
     def action_replay(self) -> None:
         session = self.session
