@@ -611,3 +611,19 @@ def test_a_cancelled_remote_turn_is_compared_up_to_where_it_stopped(tmp_path):
     assert check.outcome == "identical", check.detail
     assert server.posted("/completion")[0]["n_predict"] == 80  # not cut to the stored ids
     assert turns[-1].stats["backend_url"] == server.url
+
+
+def test_a_new_load_or_a_cancel_before_the_start_ends_a_reply_as_cancelled():
+    with llama_server("forever") as server:
+        engine, events, _ = loaded(server)
+        engine.submit(Cancel("early"))
+        _, done = run(engine, events, Generate("early", "s", "x", GREEDY, 5, 1))
+        assert done == Done("early", "cancelled", 0, 0.0, 0.0)
+        engine.submit(Generate("r", "s", "x", GREEDY, 5000, 1))
+        events.until(TextDelta, "r")
+        engine.submit(LoadModel(server.url))
+        done = events.until((Done, Failed), "r")
+        assert isinstance(events.until((ModelLoaded, ModelFailed)), ModelLoaded)
+        assert server.disconnected.wait(WAIT)
+        engine.close()
+    assert isinstance(done, Done) and done.reason == "cancelled"
