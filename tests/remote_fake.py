@@ -143,9 +143,15 @@ class FakeServer:
         return [body for method, p, body in self.requests if method == "POST" and p == path]
 
 
-def llama_server(stream: Any, **kwargs: Any) -> FakeServer:
+def fake_ids(text: str) -> list[int]:
+    """The fake tokenizer: a token per word; "w12" is id 12, any other word id 0."""
+    return [int(w[1:]) if w[:1] == "w" and w[1:].isdigit() else 0 for w in text.split()]
+
+
+def llama_server(stream: Any, n_ctx: int = 1024, **kwargs: Any) -> FakeServer:
     """A fake llama.cpp server streaming `stream` (bytes chunks) from /completion."""
-    return FakeServer(gets={"/props": LLAMA_PROPS},
+    props = {**LLAMA_PROPS, "default_generation_settings": {"n_ctx": n_ctx, "params": {}}}
+    return FakeServer(gets={"/props": props},
                       posts={"/completion": stream,
-                             "/tokenize": lambda body: {"tokens": body["content"].split()}},
+                             "/tokenize": lambda body: {"tokens": fake_ids(body["content"])}},
                       **kwargs)

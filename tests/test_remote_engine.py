@@ -627,3 +627,29 @@ def test_a_new_load_or_a_cancel_before_the_start_ends_a_reply_as_cancelled():
         assert server.disconnected.wait(WAIT)
         engine.close()
     assert isinstance(done, Done) and done.reason == "cancelled"
+
+
+def test_a_context_longer_than_the_servers_window_is_cut_by_the_window_rule():
+    """n_ctx 16 and 4 new tokens: the window moves to keep the newest 8 tokens, then stays
+    put while the next turn fits (the server's cache keeps its prefix); a pinned memory
+    stays at the start."""
+    words = " ".join(f"w{i}" for i in range(30))
+    more = words + " w30 w31"
+    streams = [llama_stream(["x"]) for _ in range(4)]
+    with llama_server(streams, n_ctx=16) as server:
+        engine, events, _ = loaded(server)
+        first, _ = run(engine, events, Generate("a", "s", words, GREEDY, 4, 1))
+        second, _ = run(engine, events, Generate("b", "s", more, GREEDY, 4, 1))
+        short, _ = run(engine, events, Generate("c", "t", "w1 w2", GREEDY, 40, 1))
+        memory = (Segment("w90 w91"), Segment(" " + words))
+        pinned, _ = run(engine, events, Generate("d", "u", preset=GREEDY, max_new_tokens=4,
+                                                 seed=1, context=memory, pinned_segments=1))
+        engine.close()
+    prompts = [body["prompt"] for body in server.posted("/completion")]
+    assert prompts[0] == list(range(22, 30)) and prompts[1] == list(range(22, 32))
+    assert prompts[2] == "w1 w2"  # it fits: sent as text, max_new capped to half the window
+    assert prompts[3] == [90, 91] + list(range(23, 30))  # the rest keeps half of 14
+    started = [next(e for e in r if isinstance(e, Started)) for r in (first, second, short)]
+    assert [(s.window_start, s.dropped_tokens) for s in started] == [(22, 22), (22, 0), (0, 0)]
+    assert (started[2].max_new_tokens, started[2].requested_max_new_tokens) == (8, 40)
+    assert server.posted("/completion")[2]["n_predict"] == 8

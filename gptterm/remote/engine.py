@@ -11,7 +11,11 @@ every flavour. Stored token ids are not sent back: a stream's ids are incomplete
 a character spans tokens (llama.cpp sends no event for a partial character), so the text
 is the one faithful record, and the server's prompt cache (`cache_prompt`) reuses the
 prefix it already holds. The ids a server reports (llama.cpp, TGI) are passed on in
-TextDelta for counting and the store; the other flavours report none.
+TextDelta for counting and the store; the other flavours report none. One exception:
+a context longer than the server's window is cut by the local engine's window rule
+(`engine.window`: the start moves as rarely as it can, a pinned memory stays), which
+needs token positions, so a flavour that tokenizes and takes ids as a prompt (llama.cpp,
+vLLM, SGLang) is then sent the ids of the window, from its own /tokenize.
 
 Preset fields go through `flavors.translate` before anything is sent: a field the flavour
 cannot honour fails the request in one line, or (lenient) is dropped and named in
@@ -32,10 +36,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gptterm.engine.window import cap_max_new, place_pinned, window_ids
 from gptterm.errors import first_line
 from gptterm.protocol import (
     Backend, Cancel, Command, CountTokens, Done, DropSession, Event, Failed, Generate, LoadModel,
     ModelFailed, ModelLoaded, ModelLoading, Shutdown, Started, TextDelta, TokenCount,
+    context_text,
 )
 from gptterm.remote import flavors
 from gptterm.remote.detect import AUTO, ServerInfo, detect_flavor, server_info
@@ -43,6 +49,7 @@ from gptterm.remote.httpclient import RemoteError, Server, Stream
 from gptterm.remote.sse import DONE, LineParser, SSEParser
 
 NO_MODEL = "no model is loaded yet"
+ID_PROMPTS = ("llama.cpp", "vllm", "sglang")  # tokenize, and take a prompt as token ids
 
 
 @dataclass
@@ -62,10 +69,11 @@ class Piece:
 # ---------------------------------------------------------------- requests per flavour
 
 
-def request_for(flavor: str, text: str, fields: dict[str, Any], model: str | None,
-                top_k: int, sampling: bool) -> tuple[str, dict[str, Any]]:
-    """(path, JSON body) of a streaming generation request; `top_k` > 0 asks for that
-    many probabilities per token where the flavour gives them."""
+def request_for(flavor: str, text: str | list[int], fields: dict[str, Any],
+                model: str | None, top_k: int, sampling: bool) -> tuple[str, dict[str, Any]]:
+    """(path, JSON body) of a streaming generation request (`text` may be token ids for
+    the ID_PROMPTS flavours); `top_k` > 0 asks for that many probabilities per token where
+    the flavour gives them."""
     if flavor == "llama.cpp":
         body = {"prompt": text, "stream": True, "cache_prompt": True,
                 "timings_per_token": True, **fields}
@@ -271,6 +279,7 @@ class RemoteEngine:
         self.info: ServerInfo | None = None
         self._name = ""
         self._context_count: tuple[str, int] | None = None  # (text, tokens): the last one
+        self._starts: dict[str, int] = {}  # session id -> its window start (engine.window)
 
     # ------------------------------------------------------------ any thread
 
@@ -352,13 +361,43 @@ class RemoteEngine:
         """The request fields for `command` (see flavors.translate; raises its error)."""
         assert self.info is not None
         preset = command.preset
-        max_new = command.max_new_tokens or preset.max_new_tokens
+        max_new = self._max_new(command)
         seed = command.seed if command.seed is not None else preset.seed
         if seed is None:
             seed = random.randrange(2**31)
         preset = dataclasses.replace(preset, max_new_tokens=max_new, seed=seed)
         return flavors.translate(preset, self.info.flavor, lenient=self.lenient,
                                  n_ctx=self.info.n_ctx)
+
+    def _max_new(self, command: Generate) -> int:
+        """max_new_tokens after the window cap (half the server's window, when known)."""
+        requested = command.max_new_tokens or command.preset.max_new_tokens
+        return cap_max_new(requested, self.info.n_ctx) if self.info and self.info.n_ctx \
+            else requested
+
+    def _prompt(self, command: Generate, max_new: int) -> tuple[str | list[int], int, int]:
+        """(what is sent as the prompt, window start, tokens dropped now): the text when
+        it fits the server's window, else the window's token ids (see the module
+        docstring). A server does not slide while it writes: the whole reply needs room."""
+        assert self.info is not None
+        text = command.text()
+        n_ctx = self.info.n_ctx
+        # Byte-level tokenizers never make more tokens than bytes (+1: a start token).
+        if not n_ctx or self.info.flavor not in ID_PROMPTS \
+                or len(text.encode("utf-8")) + 1 + max_new <= n_ctx:
+            return text, 0, 0
+        segments = command.segments()
+        n_pinned = command.pinned_segments
+        pinned = self._token_ids(context_text(segments[:n_pinned])) if n_pinned else []
+        ids = pinned + self._token_ids(context_text(segments[n_pinned:]))
+        before = command.window_start if command.window_start is not None \
+            else self._starts.get(command.session_id, 0)
+        start = place_pinned(len(ids), len(pinned), before, n_ctx, max_new)
+        self._starts[command.session_id] = start
+        window = window_ids(ids, len(pinned), start, n_ctx, max_new)
+        if len(window) == len(ids):
+            return text, 0, 0
+        return window, len(ids) - len(window), max(0, start - before)
 
     def _generate(self, command: Generate) -> None:
         rid = command.request_id
@@ -390,8 +429,14 @@ class RemoteEngine:
         rid = command.request_id
         flavor = self.info.flavor
         sampling = command.preset.method == "sample"
-        max_new = command.max_new_tokens or command.preset.max_new_tokens
-        path, body = request_for(flavor, command.text(), fields, self.info.model,
+        requested = command.max_new_tokens or command.preset.max_new_tokens
+        max_new = self._max_new(command)
+        try:
+            prompt, window_start, moved = self._prompt(command, max_new)
+        except RemoteError as exc:
+            self._emit(Failed(rid, str(exc)))
+            return
+        path, body = request_for(flavor, prompt, fields, self.info.model,
                                  command.inspect_top_k, sampling)
         distribution = distribution_for(flavor, sampling)
         began = time.monotonic()
@@ -420,7 +465,9 @@ class RemoteEngine:
                     return
                 if started is None:
                     started = Started(rid, piece.prompt_tokens or 0, piece.reused_tokens,
-                                      max_new_tokens=max_new, requested_max_new_tokens=max_new,
+                                      window_start=window_start, dropped_tokens=moved,
+                                      max_new_tokens=max_new,
+                                      requested_max_new_tokens=requested,
                                       n_ctx=self.info.n_ctx, backend=self.backend,
                                       dropped=dropped)
                     self._emit(started)
@@ -459,7 +506,7 @@ class RemoteEngine:
         self._emit(Done(rid, "cancelled" if cancelled else final.finish or "eos", count,
                         end - began, (first_at or end) - began,
                         context_tokens=(prompt or 0) + count if prompt is not None else 0,
-                        max_new_tokens=max_new, prompt_tokens=prompt,
+                        window_start=window_start, max_new_tokens=max_new, prompt_tokens=prompt,
                         reused_tokens=final.reused_tokens))
 
     # ------------------------------------------------------------ counting
@@ -484,21 +531,29 @@ class RemoteEngine:
         self._emit(TokenCount(command.request_id, n_text, n_context, self.info.n_ctx,
                               self._name))
 
+    def _token_ids(self, text: str) -> list[int]:
+        """The server's token ids for `text` (ID_PROMPTS flavours: their /tokenize)."""
+        assert self.info is not None and self._server is not None
+        if not text:
+            return []
+        if self.info.flavor == "llama.cpp":
+            body: dict[str, Any] = {"content": text, "add_special": False}
+        else:
+            body = {"model": self.info.model, "prompt": text, "add_special_tokens": False}
+        data = self._server.request_json("POST", "/tokenize", body)
+        ids = list(_ids(data.get("tokens"))) if isinstance(data, dict) else []
+        if not ids:
+            raise RemoteError(f"{self._server.url}/tokenize: no token ids in the answer")
+        return ids
+
     def _tokens(self, text: str) -> int:
         """The server's token count for `text` (its /tokenize)."""
         assert self.info is not None and self._server is not None
         if not text:
             return 0
         flavor = self.info.flavor
-        if flavor == "llama.cpp":
-            data = self._server.request_json("POST", "/tokenize",
-                                             {"content": text, "add_special": False})
-            return len(data.get("tokens") or []) if isinstance(data, dict) else 0
-        if flavor in ("vllm", "sglang"):
-            data = self._server.request_json("POST", "/tokenize", {
-                "model": self.info.model, "prompt": text, "add_special_tokens": False})
-            count = _int(data.get("count")) if isinstance(data, dict) else None
-            return count or 0
+        if flavor in ID_PROMPTS:
+            return len(self._token_ids(text))
         if flavor == "tgi":
             data = self._server.request_json("POST", "/tokenize", {"inputs": text})
             return len(data) if isinstance(data, list) else 0
