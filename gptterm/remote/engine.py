@@ -336,7 +336,7 @@ class RemoteEngine:
                 elif isinstance(command, CountTokens):
                     self._answer_count()
                 elif isinstance(command, DropSession):
-                    pass  # the server keeps or evicts its own caches
+                    self._starts.pop(command.session_id, None)  # the server keeps its caches
             except Exception as exc:  # the worker must survive anything one command does
                 line = first_line(exc)
                 if isinstance(command, Generate):
