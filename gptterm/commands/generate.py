@@ -30,14 +30,19 @@ With --session NAME|ID, the prompt and the reply are added to that stored sessio
 remembers the model, preset and sampling settings it last ran with: without --model
 or --preset, generate continues on the session's model and preset, with its sampling
 settings; --model, --preset, --set, --seed and --max-new-tokens given here win. A new
-session, or a run without one, uses the default model."""
+session, or a run without one, uses the default model.
+
+With --session NAME|ID --regenerate (and no PROMPT), the session's last reply is written
+again after the same text and kept as an alternative of it (`sessions show` marks it
+`reply 2/2`); the new one is chosen, so the session continues from it."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="stream a continuation of PROMPT to stdout",
                        description=DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("prompt", metavar="PROMPT", help="the text to continue; - reads stdin")
+    p.add_argument("prompt", metavar="PROMPT", nargs="?",
+                   help="the text to continue; - reads stdin")
     p.add_argument("--model", help="catalog name, hub id, model folder, or a server: "
                                    "http(s)://HOST:PORT or remote:NAME (default: the "
                                    "session's model, else the default model)")
@@ -59,6 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--session", metavar="NAME|ID",
                    help="append the prompt and reply to this stored session (created if "
                         "missing) and continue from its text")
+    p.add_argument("--regenerate", action="store_true",
+                   help="with --session and no PROMPT: write the session's last reply again, "
+                        "kept as an alternative of it")
     p.add_argument("--stats", action="store_true",
                    help="print tokens, ttft_ms, tok_per_s, reused on stderr at the end")
     p.add_argument("--lenient", action="store_true",
@@ -218,19 +226,42 @@ def stop_output_on_sigint(printer: StdoutPrinter):
 @guarded
 def run(args: argparse.Namespace) -> int:
     """Stream one reply; a store or stdout failure ends it with one line (`guarded`)."""
-    try:
-        prompt = read_text(args.prompt)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    prompt = None
+    if getattr(args, "regenerate", False):
+        if args.prompt is not None or not args.session:
+            raise UsageError("--regenerate: expected --session NAME|ID and no PROMPT "
+                             "(it writes the session's last reply again)")
+    elif args.prompt is None:
+        raise UsageError("PROMPT: expected the text to continue (- reads stdin)")
+    else:
+        try:
+            prompt = read_text(args.prompt)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     store, session = open_stored_session(args)
     try:
-        return _generate(args, prompt, store, session)
+        again = reply_to_regenerate(store, session, args.session) if prompt is None else None
+        return _generate(args, prompt, store, session, again)
     finally:
         if store is not None:
             store.close()
 
 
-def _generate(args: argparse.Namespace, prompt: str, store, session) -> int:
+def reply_to_regenerate(store, session, ref: str) -> int:
+    """The id of the session's last reply, which --regenerate writes again."""
+    from gptterm.commands.sessions import label
+
+    if session is None:
+        raise UsageError(f"--session {label(ref)}: no such session: nothing to regenerate")
+    turns = store.context_turns(session.id)
+    if not turns or turns[-1].role != "model":
+        raise UsageError(f"session {label(session.label)} does not end with a reply: nothing "
+                         "to regenerate (generate --session with a PROMPT continues it)")
+    return turns[-1].id
+
+
+def _generate(args: argparse.Namespace, prompt: str | None, store, session,
+              alternative_of: int | None = None) -> int:
     from gptterm import catalog
     from gptterm.engine.client import EngineClient, ModelLoadError
     from gptterm.engine.threads import requested_threads
@@ -260,7 +291,8 @@ def _generate(args: argparse.Namespace, prompt: str, store, session) -> int:
         seed = next(s for s in (args.seed, preset.seed, random.randrange(2**31))
                     if s is not None)
         try:  # a server that cannot honour the preset refuses before anything is stored
-            client.check(Generate("check", "cli", prompt, preset, args.max_new_tokens, seed))
+            client.check(Generate("check", "cli", prompt or "", preset, args.max_new_tokens,
+                                  seed))
         except UnsupportedField as exc:
             raise UsageError(str(exc)) from None
         recorder = None
@@ -268,7 +300,7 @@ def _generate(args: argparse.Namespace, prompt: str, store, session) -> int:
             session_id = session.id if session is not None else open_session(store, args.session)
             recorder = TurnRecorder(store, session_id, loaded.name, preset, seed=seed,
                                     max_new_tokens=args.max_new_tokens)
-            command = recorder.start(prompt)
+            command = recorder.start(prompt, alternative_of=alternative_of)
             reply = recorder.reply
         else:
             command = Generate(new_request_id(), "cli", prompt, preset, args.max_new_tokens,

@@ -1,5 +1,8 @@
 """`gptterm replay ID`: play a stored session back, or re-run it to verify it.
 
+Playback plays the session's chosen path; --verify re-runs every reply of its tree
+(alternatives too), each after its own context.
+
 Stored text is written through `textsafe.inert` (imported sessions may hold escape
 sequences); no single wait lasts over MAX_WAIT_S whatever times are stored; store
 and stdout failures end with one line (`sessions.guarded`).
@@ -28,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speed", type=float, default=1.0, metavar="X",
                    help="play X times faster (default 1)")
     p.add_argument("--verify", action="store_true",
-                   help="re-run every model turn and report identical or the first token "
-                        "index that differs")
+                   help="re-run every model turn, alternatives too, and report identical "
+                        "or the first token index that differs")
     p.add_argument("--json", action="store_true", help="with --verify: one JSON line per turn")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="with --verify: where to run the models")
@@ -43,8 +46,11 @@ def run(args: argparse.Namespace) -> int:
     with open_store() as store:
         session = find(store, args.session)
         turns = store.turns(session.id)
+        if args.verify:  # every reply of the tree, each after the turns it follows
+            pairs = [(t, store.turns_before_turn(t.id)) for t in store.tree_turns(session.id)
+                     if t.role == "model"]
     if args.verify:
-        return _verify(turns, args)
+        return _verify(pairs, args)
     if not args.speed > 0:
         raise UsageError(f"--speed {args.speed}: expected a number > 0")
     return _play(turns, args.speed)
@@ -84,12 +90,12 @@ def capped_waits(sleep, clock, cap: float):
     return capped_sleep, lambda: clock() + skipped
 
 
-def _verify(turns, args: argparse.Namespace) -> int:
+def _verify(pairs, args: argparse.Namespace) -> int:
     from gptterm import replay
 
     checks = []
     with replay.EngineRunner(device=args.device) as runner:
-        for check in replay.verify(turns, runner):
+        for check in replay.verify_each(pairs, runner):
             checks.append(check)
             print(json_line(check.as_json()) if args.json else label(check.line()), flush=True)
     if not checks:

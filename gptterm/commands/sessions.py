@@ -1,4 +1,5 @@
-"""`gptterm sessions list|show|search|export|import|rename|delete`: the stored sessions.
+"""`gptterm sessions list|show|search|export|import|rename|delete|branch|memory|context`:
+the stored sessions.
 
 Also the output rules every command that prints stored sessions shares (`guarded`,
 `say`, `label`, `json_line`, `columns`):
@@ -47,9 +48,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--json", action="store_true", help="one JSON object per session per line")
     q.set_defaults(func=run_list)
 
-    q = ss.add_parser("show", help="print a session's turns")
+    q = ss.add_parser("show", help="print a session's turns (a turn with alternatives says "
+                                   "which one it is: reply 2/3)")
     q.add_argument("session", metavar="ID", help=ref_help)
+    q.add_argument("--all", action="store_true",
+                   help="print every alternative of each turn, not only the chosen one")
     q.set_defaults(func=run_show)
+
+    q = ss.add_parser("branch", help="start a new session from a session's turns 0..N")
+    q.add_argument("session", metavar="ID", help=ref_help)
+    q.add_argument("--at", type=int, required=True, metavar="N",
+                   help="the last turn to keep, numbered as `sessions show` numbers them")
+    q.add_argument("--name", metavar="NEW", help="a name for the new session")
+    q.set_defaults(func=run_branch)
+
+    q = ss.add_parser("memory", help="set, clear or print a session's pinned memory: text "
+                                     "that always opens the model's context")
+    q.add_argument("session", metavar="ID", help=ref_help)
+    q.add_argument("text", metavar="TEXT", nargs="?",
+                   help="the memory (- reads stdin); without TEXT, print it")
+    q.add_argument("--clear", action="store_true", help="remove the memory")
+    q.set_defaults(func=run_memory)
+
+    q = ss.add_parser("context", help="print exactly the text the session's next generation "
+                                      "feeds the model (memory and window trimming included)")
+    q.add_argument("session", metavar="ID", help=ref_help)
+    q.set_defaults(func=run_context)
 
     q = ss.add_parser("search", help="find turns holding all of WORDS (word* for a prefix)")
     q.add_argument("words", metavar="WORDS", nargs="+")
@@ -207,20 +231,149 @@ def run_list(args: argparse.Namespace) -> int:
 
 @guarded
 def run_show(args: argparse.Namespace) -> int:
-    from gptterm.store.exporting import turn_heading, turn_stats_line
+    from gptterm.store.exporting import alternative_mark, turn_heading, turn_stats_line
     from gptterm.store.records import when
 
     with open_store() as store:
         session = find(store, args.session)
         turns = store.turns(session.id)
+        shown = [store.alternatives(t.id) if args.all and t.alternatives > 1 else [t]
+                 for t in turns]
     name = f", name {label(session.name)}" if session.name else ""
+    branched = (f", branched from {label(session.branched_from)} at turn {session.branched_at}"
+                if session.branched_from else "")
     print(f"{label(session.label)}  (id {label(session.id)}{name}, {len(turns)} turns, "
-          f"updated {when(session.updated)})")
-    for turn in turns:
-        stats = turn_stats_line(turn) if turn.role == "model" else ""
-        print(f"\n--- {turn.index}: {turn_heading(turn)}" + (f" ({stats})" if stats else ""))
-        say(turn.text)
+          f"updated {when(session.updated)}{branched})")
+    if session.memory:
+        print("\n--- memory (pinned at the start of the context)")
+        say(session.memory)
+    for turn, versions in zip(turns, shown):
+        for version in versions:
+            stats = turn_stats_line(version) if version.role == "model" else ""
+            mark = alternative_mark(version)
+            chosen = " · chosen" if args.all and len(versions) > 1 and version.id == turn.id \
+                else ""
+            print(f"\n--- {version.index}: {turn_heading(version)}"
+                  + (f" · {mark}{chosen}" if mark else "") + (f" ({stats})" if stats else ""))
+            say(version.text)
     return 0
+
+
+@guarded
+def run_branch(args: argparse.Namespace) -> int:
+    with open_store() as store:
+        session = find(store, args.session)
+        new = store.branch(session.id, args.at, args.name)
+    print(new.id)
+    return 0
+
+
+@guarded
+def run_memory(args: argparse.Namespace) -> int:
+    from gptterm.cli_types import read_text
+
+    if args.clear and args.text is not None:
+        raise UsageError("--clear: expected no TEXT")
+    text = None
+    if args.text is not None:
+        try:
+            text = read_text(args.text, "memory")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    with open_store() as store:
+        session = find(store, args.session)
+        if args.clear or text is not None:
+            store.set_memory(session.id, text)
+            what = "cleared" if not text else f"set ({len(text)} characters)"
+            print(f"memory of {label(session.id)} {what}", file=sys.stderr)
+        elif session.memory:
+            say(session.memory)
+    return 0
+
+
+@guarded
+def run_context(args: argparse.Namespace) -> int:
+    with open_store() as store:
+        session = find(store, args.session)
+        turns = store.context_turns(session.id)
+    text, notes = next_context(session, turns)
+    for note in notes:
+        print(f"gptterm: {note}", file=sys.stderr)
+    sys.stdout.write(inert(text) if sys.stdout.isatty() else text)
+    return 0
+
+
+def next_context(session, turns) -> tuple[str, list[str]]:
+    """The text the session's next generation feeds its model, and notes for the user.
+
+    As a fresh `generate --session` would run it (the session's model and preset): its
+    memory and turns (recorder.context_segments) as that model's tokens
+    (engine.context.context_ids), the window placed by engine.window.place_pinned with
+    the memory pinned. Only the tokenizer and the model's config are loaded, never its
+    weights; they come through transformers' Auto classes, as the engine loads them, so
+    the tokens are the engine's own (the `tokenizers` package alone would miss a model's
+    added special tokens). A model on a server is not tokenized here: its whole context
+    is shown, and a note says the server places the window.
+    """
+    from gptterm import catalog
+    from gptterm.commands.generate import load_name, resolve_preset
+    from gptterm.engine import window
+    from gptterm.engine.context import context_ids
+    from gptterm.recorder import context_segments
+    from gptterm.remote import is_remote
+
+    preset = resolve_preset(None, [], session)
+    model = load_name(session.model or catalog.DEFAULT_MODEL)
+    segments = context_segments(turns, model, session.memory)
+    whole = "".join(s.text for s in segments)
+    if is_remote(model):
+        note = f"{label(model)} runs on a server, which fits the window itself: the whole context"
+        return whole, [note]
+    tokenizer, n_ctx, vocab_size = _tokenizer_and_window(model)
+    start_token = tokenizer.bos_token_id if tokenizer.bos_token_id is not None \
+        else tokenizer.eos_token_id
+    ids, made = context_ids(tokenizer, segments, vocab_size, start_token)
+    pinned = len(made[0][1]) if session.memory and made and made[0][0] == 0 else 0
+    need = window.room_needed(preset.method, window.cap_max_new(preset.max_new_tokens, n_ctx))
+    start = window.place_pinned(len(ids), pinned, 0, n_ctx, need)
+    kept = window.pinned_kept(pinned, n_ctx, need)
+    if start <= kept:  # nothing left out
+        return whole, []
+
+    def decode(part: list[int]) -> str:
+        return tokenizer.decode(part, clean_up_tokenization_spaces=False) if part else ""
+
+    head = segments[0].text if pinned and kept == pinned else decode(ids[:kept])
+    notes = [f"the context is longer than {label(model)}'s {n_ctx}-token window: "
+             f"{start - kept} tokens after the memory are left out"
+             if pinned else f"the context is longer than {label(model)}'s {n_ctx}-token "
+             f"window: the oldest {start} tokens are left out"]
+    if kept < pinned:
+        notes.append(f"the memory takes {pinned} tokens; only its first {kept} stay pinned")
+    return head + decode(ids[start:]), notes
+
+
+def _tokenizer_and_window(model: str):
+    """(tokenizer, window, vocabulary size) of a model, from its files alone."""
+    from gptterm import catalog
+    from gptterm.engine.loading import check_source, quiet_transformers
+    from gptterm.errors import first_line
+
+    spec = catalog.resolve(model)
+    try:
+        source = check_source(spec)
+        quiet_transformers()
+        from transformers import AutoConfig, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True,
+                                                  **spec.special_tokens)
+        config = AutoConfig.from_pretrained(source, local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - LoadError or any of transformers' kinds
+        raise UsageError(f"{label(spec.name)}: cannot load its tokenizer: "
+                         f"{label(first_line(exc))}") from None
+    n_ctx = int(getattr(config, "n_positions", None)
+                or getattr(config, "max_position_embeddings", 1024))
+    return tokenizer, n_ctx, int(getattr(config, "vocab_size", None) or len(tokenizer))
 
 
 @guarded

@@ -11,6 +11,9 @@ Greedy and sampled replies need room for one token at the start and slide the wi
 when it fills while they write (`Decoder.advance`), so a turn that follows a reply
 almost always finds its prefix cached. Beam and contrastive search work on forks of
 the cache and cannot slide: they need room for the whole reply up front.
+A session's pinned memory (its first tokens, `Generate.pinned_segments`) never leaves
+the window: `place_pinned` places the rest of the context in the room the memory leaves,
+by the same rule, and the window is the memory followed by the context from its start.
 Pure functions, no torch.
 """
 
@@ -48,3 +51,36 @@ def place(total: int, start: int, n_ctx: int, need: int) -> int:
     if total - start + need <= n_ctx:
         return start
     return max(0, total - keep_after_move(n_ctx, need))
+
+
+def pinned_kept(pinned: int, n_ctx: int, need: int) -> int:
+    """How many of the context's first `pinned` tokens stay at the window's start: at most
+    half the window, and always leaving room for `need` and one token of the rest (the
+    rest of a longer memory is ordinary context, which the window may drop)."""
+    return max(0, min(pinned, n_ctx // 2, n_ctx - need - 1))
+
+
+def place_pinned(total: int, pinned: int, start: int, n_ctx: int, need: int) -> int:
+    """Where the rest of the context starts when its first tokens are pinned.
+
+    The window is the first `pinned_kept(pinned, n_ctx, need)` tokens, then the context
+    from the returned start; that rest is placed by `place` in the room the pinned tokens
+    leave. With nothing pinned this is `place`.
+
+    Args:
+        total: tokens in the whole context (the pinned ones included).
+        pinned: the pinned tokens at the context's start.
+        start: the current start of the rest (the cache was built from there).
+        n_ctx: the model's window.
+        need: positions that must stay free after the context.
+    """
+    kept = pinned_kept(pinned, n_ctx, need)
+    if kept == 0:
+        return place(total, start, n_ctx, need)
+    return kept + place(total - kept, start - kept, n_ctx - kept, need)
+
+
+def window_ids(ids: list[int], pinned: int, start: int, n_ctx: int, need: int) -> list[int]:
+    """The ids the model sees: the kept pinned tokens, then the context from `start`."""
+    kept = pinned_kept(pinned, n_ctx, need)
+    return ids[:kept] + ids[max(start, kept):]

@@ -248,6 +248,13 @@ class Store:
                             (session_id,))
         return [turn_from_row(r) for r in rows]
 
+    def tree_turns(self, session_id: str) -> list[Turn]:
+        """Every turn of the session, alternatives and the turns after them too, in the
+        order they were written (each after the turns it follows)."""
+        rows = self.db.read(f"SELECT t.*{_ALT_FIGURES} FROM turns t WHERE t.session_id = ?"
+                            " ORDER BY t.id", (session_id,))
+        return [turn_from_row(r) for r in rows]
+
     def alternatives(self, turn_id: int) -> list[Turn]:
         """The turn and its alternatives (same parent, same role), oldest first."""
         turn = self.get_turn(turn_id)

@@ -1,0 +1,274 @@
+"""Issue 14's command-line contracts on a tiny model: generate --regenerate, sessions show
+(--all), branch, memory, context, JSON export/import of the tree, replay --verify of every
+alternative; and the pinned-window rule they rest on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gptterm.cli import main
+from gptterm.engine import window
+from gptterm.store import Store
+from gptterm.textsafe import inert
+
+
+def shown(printed: str) -> str:
+    """A reply as `generate` printed it, as the session printers show it (inert)."""
+    return inert(printed.rstrip("\n"))
+
+
+def _run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _generate(capsys, tiny, *extra) -> str:
+    code, out, err = _run(capsys, "generate", *extra, "--model", str(tiny),
+                          "--max-new-tokens", "6", "--preset", "creative")
+    assert code == 0, err
+    return out
+
+
+@pytest.fixture
+def story(tiny_model_dir, capsys):
+    """A session "tale": a prompt, its reply, written again twice (3 alternatives)."""
+    first = _generate(capsys, tiny_model_dir, "Once upon", "--session", "tale", "--seed", "1")
+    second = _generate(capsys, tiny_model_dir, "--session", "tale", "--regenerate",
+                       "--seed", "2")
+    third = _generate(capsys, tiny_model_dir, "--session", "tale", "--regenerate",
+                      "--seed", "3")
+    return [first, second, third]
+
+
+def _session(ref="tale"):
+    with Store() as store:
+        session = store.find_session(ref)
+        return session, store.turns(session.id)
+
+
+def test_regenerate_adds_an_alternative_after_the_same_context(story, capsys):
+    _, turns = _session()
+    assert [t.role for t in turns] == ["user", "model"]
+    reply = turns[1]
+    assert (reply.alternatives, reply.alternative, reply.seed) == (3, 3, 3)
+    with Store() as store:
+        alts = store.alternatives(reply.id)
+    assert [a.seed for a in alts] == [1, 2, 3]
+    # Each printed reply is the stored alternative's text; all follow the same prompt.
+    assert [out.rstrip("\n") for out in story] == [a.text for a in alts]
+    assert len({a.text for a in alts}) == 3  # three seeds, three replies
+    assert all(a.stats["context_sha"] == alts[0].stats["context_sha"] for a in alts)
+
+
+def test_sessions_show_marks_alternatives_and_all_prints_them(story, capsys):
+    code, out, _ = _run(capsys, "sessions", "show", "tale")
+    assert code == 0
+    heads = [line for line in out.splitlines() if line.startswith("--- ")]
+    assert heads[0] == "--- 0: You"
+    assert heads[1].startswith("--- 1: ") and " · seed 3 · reply 3/3 (" in heads[1]
+    assert shown(story[2]) in out and shown(story[0]) not in out
+    code, out, _ = _run(capsys, "sessions", "show", "tale", "--all")
+    heads = [line for line in out.splitlines() if line.startswith("--- ")]
+    assert [f" · seed {i} · reply {i}/3" in h for i, h in enumerate(heads[1:], 1)] == [
+        True, True, True]
+    assert ["chosen" in h for h in heads[1:]] == [False, False, True]
+    for text in story:
+        assert shown(text) in out
+
+
+def test_regenerate_refuses_what_it_cannot_do(tiny_model_dir, story, capsys):
+    code, _, err = _run(capsys, "generate", "--regenerate", "--session", "nope",
+                        "--model", str(tiny_model_dir))
+    assert code == 2 and "no such session: nothing to regenerate" in err
+    code, _, err = _run(capsys, "generate", "text", "--regenerate", "--session", "tale")
+    assert code == 2 and "--regenerate: expected --session NAME|ID and no PROMPT" in err
+    code, _, err = _run(capsys, "generate", "--session", "tale")
+    assert code == 2 and "PROMPT: expected the text to continue" in err
+    with Store() as store:
+        store.add_turn(store.find_session("tale").id, "user", " And then")
+    code, _, err = _run(capsys, "generate", "--regenerate", "--session", "tale",
+                        "--model", str(tiny_model_dir))
+    assert code == 2 and "does not end with a reply" in err
+    assert len(_session()[1]) == 3  # nothing was stored
+
+
+def test_continuing_goes_on_from_the_chosen_alternative(tiny_model_dir, story, capsys):
+    with Store() as store:
+        session = store.find_session("tale")
+        first = store.alternatives(store.turns(session.id)[1].id)[0]
+        store.choose(first.id)
+    _generate(capsys, tiny_model_dir, " Then", "--session", "tale", "--seed", "4")
+    _, turns = _session()
+    assert [t.text for t in turns[:2]] == ["Once upon", story[0].rstrip("\n")]
+    assert turns[2].text == " Then" and turns[1].alternative == 1
+
+
+def test_replay_plays_the_chosen_path_and_verifies_every_alternative(story, capsys):
+    code, out, _ = _run(capsys, "replay", "tale", "--speed", "1000")
+    assert code == 0 and out == "Once upon" + shown(story[2]) + "\n"
+    code, out, _ = _run(capsys, "replay", "tale", "--verify")
+    lines = out.splitlines()
+    assert code == 0, out
+    assert [line.split(" (")[0] for line in lines[:3]] == [
+        "turn 1 reply 1/3", "turn 1 reply 2/3", "turn 1 reply 3/3"]
+    assert all(line.endswith(": identical (6 tokens)") for line in lines[:3])
+    assert lines[3] == "3 of 3 model turns identical"
+
+
+def test_an_edited_reply_is_said_to_be_unverifiable(story, capsys):
+    with Store() as store:
+        session = store.find_session("tale")
+        store.edit_turn(store.turns(session.id)[1].id, " by hand")
+    code, out, _ = _run(capsys, "replay", "tale", "--verify", "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 1
+    assert [(r["alternative"], r["outcome"]) for r in rows] == [
+        (1, "identical"), (2, "identical"), (3, "identical"), (4, "unverifiable")]
+    assert rows[3]["detail"] == "cannot verify: its text was edited by hand"
+    code, out, _ = _run(capsys, "sessions", "show", "tale")
+    assert " · edited · reply 4/4" in out and "by hand" in out
+
+
+def test_branch_makes_a_session_of_turns_0_to_n(story, capsys):
+    code, out, _ = _run(capsys, "sessions", "branch", "tale", "--at", "0", "--name", "fork")
+    new_id = out.strip()
+    assert code == 0 and len(new_id) == 8
+    session, turns = _session("fork")
+    assert session.id == new_id and session.branched_from == _session()[0].id
+    assert [t.text for t in turns] == ["Once upon"]
+    code, out, _ = _run(capsys, "sessions", "show", "fork")
+    assert f"branched from {_session()[0].id} at turn 0" in out
+    code, out, _ = _run(capsys, "sessions", "branch", "tale", "--at", "1")
+    assert code == 0 and [t.text for t in _session(out.strip())[1]] == [
+        "Once upon", story[2].rstrip("\n")]
+    code, _, err = _run(capsys, "sessions", "branch", "tale", "--at", "5")
+    assert code == 2 and "branch at 5: no turn at that position (turns are numbered 0 to 1)" \
+        in err
+
+
+def test_memory_is_set_shown_fed_first_and_cleared(tiny_model_dir, story, capsys):
+    code, _, err = _run(capsys, "sessions", "memory", "tale", "The sea is calm.")
+    assert code == 0 and "memory of" in err
+    code, out, _ = _run(capsys, "sessions", "memory", "tale")
+    assert out == "The sea is calm.\n"
+    code, out, _ = _run(capsys, "sessions", "context", "tale")
+    assert code == 0
+    assert out == "The sea is calm.\nOnce upon" + story[2].rstrip("\n")
+    # The next generation feeds the memory first, pinned, and records it with the reply.
+    _generate(capsys, tiny_model_dir, " Then", "--session", "tale", "--seed", "5")
+    _, turns = _session()
+    assert turns[-1].stats["memory"] == "The sea is calm."
+    code, out, _ = _run(capsys, "replay", "tale", "--verify")
+    assert code == 0 and out.splitlines()[-1] == "4 of 4 model turns identical"
+    code, out, _ = _run(capsys, "sessions", "show", "tale")
+    assert "--- memory (pinned at the start of the context)\nThe sea is calm.\n" in out
+    code, _, _ = _run(capsys, "sessions", "memory", "tale", "--clear")
+    assert code == 0 and _session()[0].memory == ""
+    code, _, err = _run(capsys, "sessions", "memory", "tale", "x", "--clear")
+    assert code == 2 and "--clear: expected no TEXT" in err
+
+
+def _long_session(tiny_model_dir, memory=""):
+    with Store() as store:
+        session = store.create_session(name="long")
+        store.remember_choice(session.id, model=str(tiny_model_dir), preset="greedy")
+        for i in range(12):
+            store.add_turn(session.id, "user", f"Line {i}: the quick brown fox jumps. ")
+        store.set_memory(session.id, memory)
+        return session.id, store.context_turns(session.id)
+
+
+def test_context_is_exactly_the_window_the_engine_feeds(tiny_model_dir, capsys):
+    """Without memory, `sessions context` prints the ids the engine puts in the window."""
+    from gptterm.engine.client import EngineClient
+    from gptterm.presets import load_presets
+    from gptterm.protocol import Generate, Reply
+    from gptterm.recorder import context_segments
+
+    sid, turns = _long_session(tiny_model_dir)
+    code, out, err = _run(capsys, "sessions", "context", "long")
+    assert code == 0
+    with EngineClient(device="cpu") as client:
+        loaded = client.load(str(tiny_model_dir), "cpu")
+        command = Generate("r", sid, preset=load_presets()[0]["greedy"], max_new_tokens=1,
+                           context=context_segments(turns, loaded.name))
+        reply = Reply("r")
+        client.generate(command, reply.apply)
+    started = reply.started
+    full = [i for _, ids in started.tokenized for i in ids]  # no turn had ids: all made
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    assert started.window_start > 0
+    assert out == tok.decode(full[started.window_start:], clean_up_tokenization_spaces=False)
+    assert f"the oldest {started.window_start} tokens are left out" in err
+
+
+def test_context_keeps_the_memory_when_the_window_moves(tiny_model_dir, capsys):
+    _, turns = _long_session(tiny_model_dir, memory="Remember: the fox is red.")
+    code, out, err = _run(capsys, "sessions", "context", "long")
+    assert code == 0
+    whole = "".join(t.text for t in turns)
+    assert out.startswith("Remember: the fox is red.\n")
+    tail = out[len("Remember: the fox is red.\n"):]
+    assert whole.endswith(tail) and len(tail) < len(whole) - 100
+    assert "tokens after the memory are left out" in err
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    n = len(tok(out)["input_ids"])
+    assert 128 // 2 <= n <= 128 - 1  # the window, less the room for the next token
+
+
+def test_json_export_carries_the_tree_and_memory_and_imports_them(story, capsys, tmp_path):
+    _run(capsys, "sessions", "memory", "tale", "Pinned.")
+    code, _, _ = _run(capsys, "sessions", "export", "tale", "--format", "json", "-o",
+                      str(tmp_path / "tale.json"))
+    assert code == 0
+    data = json.loads((tmp_path / "tale.json").read_text())
+    assert data["session"]["memory"] == "Pinned."
+    assert [t["parent"] for t in data["turns"]] == [None, 0, 0, 0]
+    assert [t["chosen"] for t in data["turns"]] == [True, False, False, True]
+    _run(capsys, "sessions", "delete", "tale")
+    code, out, _ = _run(capsys, "sessions", "import", str(tmp_path / "tale.json"))
+    assert code == 0
+    code, _, _ = _run(capsys, "sessions", "export", "tale", "--format", "json", "-o",
+                      str(tmp_path / "again.json"))
+    assert json.loads((tmp_path / "again.json").read_text()) == data
+    code, out, _ = _run(capsys, "sessions", "export", "tale")
+    assert shown(story[2]) in out and shown(story[0]) not in out and "reply 3/3" in out
+
+
+# ---------------------------------------------------------------- the pinned window rule
+
+
+def test_pinned_tokens_stay_and_the_rest_moves_by_the_usual_rule():
+    n_ctx, need = 100, 1
+    # Nothing pinned: the usual rule.
+    assert window.place_pinned(150, 0, 0, n_ctx, need) == window.place(150, 0, n_ctx, need)
+    # Fits: from the start.
+    assert window.place_pinned(80, 10, 0, n_ctx, need) == 10
+    # Too long: the rest keeps the newest tokens of the room the memory leaves.
+    start = window.place_pinned(300, 10, 0, n_ctx, need)
+    assert start == 10 + window.place(290, 0, 90, need)
+    ids = list(range(300))
+    seen = window.window_ids(ids, 10, start, n_ctx, need)
+    assert seen[:10] == list(range(10)) and seen[-1] == 299 and len(seen) + need <= n_ctx
+    # The start stays put while the context still fits (the cache keeps hitting).
+    assert window.place_pinned(305, 10, start, n_ctx, need) == start
+    # A memory of over half the window: only its first half stays pinned.
+    assert window.pinned_kept(80, n_ctx, need) == 50
+    assert window.pinned_kept(80, n_ctx, 60) == 39  # and room for the reply and one token
+    for total in (1, 50, 99, 100, 101, 500):
+        for pinned in (0, 1, 30, 99):
+            for room in (1, 20, 50):
+                if pinned > total:
+                    continue
+                s = window.place_pinned(total, pinned, 0, n_ctx, room)
+                seen = window.window_ids(list(range(total)), pinned, s, n_ctx, room)
+                kept = window.pinned_kept(pinned, n_ctx, room)
+                assert len(seen) + room <= n_ctx and seen[:kept] == list(range(kept))
+                assert seen[-1] == total - 1
