@@ -10,7 +10,7 @@ import pytest
 
 from gptterm.cli import main
 from gptterm.engine import window
-from gptterm.store import Store
+from gptterm.store import Store, StoreError
 from gptterm.textsafe import inert
 
 
@@ -272,3 +272,48 @@ def test_pinned_tokens_stay_and_the_rest_moves_by_the_usual_rule():
                 kept = window.pinned_kept(pinned, n_ctx, room)
                 assert len(seen) + room <= n_ctx and seen[:kept] == list(range(kept))
                 assert seen[-1] == total - 1
+
+
+# ---------------------------------------------------------------- the recorder
+
+
+def test_recorder_writes_an_alternative_after_the_same_context_with_the_memory(tmp_path):
+    from gptterm.presets import Preset
+    from gptterm.protocol import Done, Started, TextDelta
+    from gptterm.recorder import TurnRecorder
+
+    store = Store(tmp_path / "s.db")
+    sid = store.create_session().id
+    preset = Preset(name="p", method="sample")
+
+    def reply(rec, command, text, tokenized=()):
+        r = command.request_id
+        rec.on_event(Started(r, 3, 0, max_new_tokens=5, requested_max_new_tokens=5,
+                             tokenized=tokenized, context_sha="sha"))
+        rec.on_event(TextDelta(r, text, (9,)))
+        rec.on_event(Done(r, "length", 1, 0.1, 0.01, 4, 0, 5))
+
+    store.set_memory(sid, "Memory.")
+    first = TurnRecorder(store, sid, "tiny", preset, seed=1)
+    command = first.start("Once")
+    assert command.pinned_segments == 1
+    assert [s.text for s in command.context] == ["Memory.\n", "Once"]
+    reply(first, command, " upon", tokenized=((0, (1, 2)), (1, (3,))))
+    user, model = store.turns(sid)
+    assert user.token_ids == [3]  # the prompt's ids, not the memory's
+    assert model.stats["memory"] == "Memory."
+    store.add_turn(sid, "user", " later")
+    again = TurnRecorder(store, sid, "tiny", preset, seed=2)
+    command = again.start(alternative_of=model.id)
+    assert [s.text for s in command.context] == ["Memory.\n", "Once"]  # not " later"
+    reply(again, command, " a time")
+    assert [t.text for t in store.turns(sid)] == ["Once", " a time"]
+    new = store.turns(sid)[1]
+    assert (new.alternatives, new.alternative, new.seed) == (2, 2, 2)
+    store.choose(model.id)
+    assert [t.text for t in store.turns(sid)] == ["Once", " upon", " later"]
+    with pytest.raises(StoreError, match="not a reply"):
+        TurnRecorder(store, sid, "tiny", preset).start(alternative_of=user.id)
+    store.set_memory(sid, None)
+    assert TurnRecorder(store, sid, "tiny", preset).start(None).pinned_segments == 0
+    store.close()
