@@ -27,7 +27,7 @@ WAIT = 30  # seconds: a generous deadline for any one event
 GREEDY = Preset(name="greedy")
 SAMPLE = Preset(name="s", method="sample", temperature=0.8, top_k=50, top_p=0.95,
                 repetition_penalty=1.1)
-def LLAMA_BACKEND(server):  # noqa: N802 - reads as the constant it stands for
+def LLAMA_BACKEND(server):  # reads as the constant it stands for
     return Backend("llama.cpp", "b6500-abc1234", server.url, "shakespeare-mini.gguf")
 
 
@@ -642,8 +642,8 @@ def test_a_context_longer_than_the_servers_window_is_cut_by_the_window_rule():
         second, _ = run(engine, events, Generate("b", "s", more, GREEDY, 4, 1))
         short, _ = run(engine, events, Generate("c", "t", "w1 w2", GREEDY, 40, 1))
         memory = (Segment("w90 w91"), Segment(" " + words))
-        pinned, _ = run(engine, events, Generate("d", "u", preset=GREEDY, max_new_tokens=4,
-                                                 seed=1, context=memory, pinned_segments=1))
+        run(engine, events, Generate("d", "u", preset=GREEDY, max_new_tokens=4,
+                                     seed=1, context=memory, pinned_segments=1))
         engine.close()
     prompts = [body["prompt"] for body in server.posted("/completion")]
     assert prompts[0] == list(range(22, 30)) and prompts[1] == list(range(22, 32))

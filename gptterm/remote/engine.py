@@ -283,7 +283,7 @@ class RemoteEngine:
 
     # ------------------------------------------------------------ any thread
 
-    def start(self) -> "RemoteEngine":
+    def start(self) -> RemoteEngine:
         self._thread.start()
         return self
 

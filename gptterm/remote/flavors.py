@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gptterm.presets import DEFAULT_ORDER, Preset, active_steps
+from gptterm.presets import Preset, active_steps
 from gptterm.tomlfiles import show_value
 
 FLAVORS = ("llama.cpp", "vllm", "sglang", "tgi", "ollama", "openai")

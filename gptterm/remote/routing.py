@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from urllib.parse import urlsplit
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from gptterm.protocol import (
-    Cancel, Command, CountTokens, Done, DropSession, Event, Failed, Generate, LoadModel,
-    ModelFailed, ModelLoaded, Shutdown, Started,
+    Cancel, Command, Done, DropSession, Event, Failed, Generate, LoadModel, ModelFailed,
+    ModelLoaded, Shutdown, Started,
 )
 from gptterm.remote import REMOTE_PREFIX, is_remote
 
@@ -102,7 +102,7 @@ class RoutingEngine:
 
     # ------------------------------------------------------------ the Engine API
 
-    def start(self) -> "RoutingEngine":
+    def start(self) -> RoutingEngine:
         return self
 
     def submit(self, command: Command) -> None:
