@@ -23,7 +23,10 @@ def sse(*events: Any) -> bytes:
     """Server-sent events: dicts as `data: JSON`, strings as they are."""
     out = []
     for event in events:
-        out.append(event if isinstance(event, str) else f"data: {json.dumps(event, ensure_ascii=False)}\n\n")
+        if isinstance(event, str):
+            out.append(event)
+        else:
+            out.append(f"data: {json.dumps(event, ensure_ascii=False)}\n\n")
     return "".join(out).encode()
 
 
