@@ -160,3 +160,29 @@ def test_the_transformers_fallback_runs_the_same_interface(tiny):
         dec.entry.crop(len(ids))
         assert dec.entry.past.get_seq_length() == len(ids)
     assert outs[0] == outs[1]
+
+
+def test_the_fixed_shape_step_for_cuda_graphs_equals_the_plain_step(tiny_model_dir):
+    """What a GPU captures as a CUDA graph (`_static_step`: attention over the whole
+    window, masked past a position held in a tensor), run eagerly here: same logits,
+    same cache, same greedy tokens, across a slide of the window too."""
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    plain, fixed = GPT2Runner(model), GPT2Runner(model)
+    fixed.graphs = True  # on a CPU: the fixed-shape step without the capture
+    ids = tok(PROMPTS[0]).input_ids
+    a, b = plain.new_cache(), fixed.new_cache()
+    assert b.capacity == 128  # the whole window up front
+    pa, pb = plain.forward(torch.tensor([ids]), a), fixed.forward(torch.tensor([ids]), b)
+    torch.testing.assert_close(pa, pb)
+    for token in (5, 17, 3):
+        step_a = plain.forward(torch.tensor([[token]]), a)
+        step_b = fixed.forward(torch.tensor([[token]]), b)
+        torch.testing.assert_close(step_a, step_b, atol=1e-5, rtol=1e-5)
+    assert b.graph is not None and a.length == b.length == len(ids) + 3
+    torch.testing.assert_close(a.hidden(), b.hidden(), atol=1e-5, rtol=1e-5)
+    for layer_a, layer_b in zip(a.layers, b.layers):
+        torch.testing.assert_close(layer_a.values, layer_b.values, atol=1e-5, rtol=1e-5)
+    long_ids = (ids * 20)[:120]  # the reply slides the window: the decoder starts again
+    tokens, dec = runner_greedy(fixed, long_ids, 30)
+    assert dec.slides == 1 and tokens == runner_greedy(plain, long_ids, 30)[0]

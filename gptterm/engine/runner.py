@@ -22,6 +22,7 @@ The interface both keep:
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Callable
 
 import torch
@@ -46,6 +47,7 @@ class KVCache:
         self.dtype, self.device = dtype, device
         self.length = 0
         self.kv, self.h = self._alloc(batch, capacity)
+        self.graph: tuple | None = None  # the runner's captured decode step (GPU)
 
     def _alloc(self, batch: int, capacity: int):
         layers, heads, head_dim, width = self.shape
@@ -92,6 +94,7 @@ class KVCache:
         out = KVCache.__new__(KVCache)
         out.shape, out.limit, out.dtype, out.device = self.shape, self.limit, self.dtype, self.device
         out.length = n = self.length
+        out.graph = None
         out.kv, out.h = out._alloc(len(rows), capacity)
         for new, old in zip(out.kv, self.kv):
             new[:, :, :, :n] = old[:, rows, :, :n]
@@ -210,6 +213,11 @@ class GPT2Runner:
         self.ln_f = (t.ln_f.weight, t.ln_f.bias)
         lm_weight = model.lm_head.weight
         self.head = head or (lambda x: F.linear(x, lm_weight))
+        # CUDA graphs for one-token steps on a GPU (GPTTERM_CUDA_GRAPHS=0 turns them off).
+        self.graphs = (self.device.type == "cuda"
+                       and os.environ.get("GPTTERM_CUDA_GRAPHS", "1") != "0")
+        self.graph_error = ""  # why a capture failed, if one did
+        self._positions = torch.arange(self.n_ctx, device=self.device)
 
     def _scale(self, index: int) -> float:
         scale = 1.0 / math.sqrt(self.head_dim) if self.config.scale_attn_weights else 1.0
@@ -218,6 +226,10 @@ class GPT2Runner:
         return scale
 
     def new_cache(self, batch: int = 1, capacity: int = 0) -> KVCache:
+        """A cache with room for `capacity` positions (it grows); a session's cache on a
+        GPU holds the whole window at once, so a CUDA graph can keep its buffers."""
+        if self.graphs and batch == 1:
+            capacity = self.n_ctx
         return KVCache(len(self.layers), batch, self.heads, self.head_dim, self.width,
                        min(self.n_ctx, max(capacity, GROW)), self.n_ctx, self.kv_dtype,
                        self.device)
@@ -230,6 +242,9 @@ class GPT2Runner:
                 ) -> torch.Tensor:
         """Run `ids` [B, n] after the cached positions; returns float32 logits of the last
         position [B, V] (every position [B, n, V] with `all_logits`)."""
+        if (self.graphs and ids.shape == (1, 1) and cache.capacity == self.n_ctx
+                and cache.length < self.n_ctx):
+            return self._replay(ids, cache)
         batch, n = ids.shape
         start = cache.length
         end = start + n
@@ -259,6 +274,74 @@ class GPT2Runner:
         cache.h[:, start:end] = x
         cache.length = end
         return self.head(x if all_logits else x[:, -1]).float()
+
+
+    # --- one decode step as a CUDA graph ---------------------------------------------------
+    #
+    # On a GPU a decode step of a small model is a few hundred tiny kernels, and launching
+    # them from Python costs more than running them. `_static_step` is the same step with
+    # every shape fixed (attention over the whole window, masked past the position, which
+    # is a tensor), so it can be captured once per session cache and replayed.
+
+    def _static_step(self, ids: torch.Tensor, pos: torch.Tensor, cache: KVCache
+                     ) -> torch.Tensor:
+        """One token ([1, 1]) at position `pos` ([1] long tensor): fixed shapes only."""
+        d, heads, hd, eps = self.width, self.heads, self.head_dim, self.eps
+        x = F.embedding(ids, self.wte) + self.wpe[pos]
+        mask = (self._positions <= pos)[None, None, None, :]
+        for layer, kv, scale in zip(self.layers, cache.kv, self.scales):
+            h = F.layer_norm(x, (d,), *layer.ln1, eps)
+            qkv = layer.qkv(h).view(1, 1, 3, heads, hd).permute(2, 0, 3, 1, 4)
+            kv.index_copy_(3, pos, qkv[1:].to(kv.dtype))
+            q = qkv[0].to(kv.dtype)
+            a = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask, scale=scale)
+            x = x + layer.proj(a.transpose(1, 2).reshape(1, 1, d))
+            h = F.layer_norm(x, (d,), *layer.ln2, eps)
+            x = x + layer.out(self.act(layer.fc(h)))
+        x = F.layer_norm(x, (d,), *self.ln_f, eps)
+        cache.h.index_copy_(1, pos, x)
+        return self.head(x[:, -1]).float()
+
+    def _replay(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        graph = cache.graph if cache.graph is not None and cache.graph[0] is cache.kv[0] \
+            else None
+        if graph is None:
+            try:
+                graph = cache.graph = self._capture(ids, cache)
+            except RuntimeError as exc:  # no capture here: plain steps from now on
+                from gptterm.errors import first_line
+
+                self.graphs, self.graph_error = False, first_line(exc)
+                return self.forward(ids, cache)
+        _, g, static_ids, static_pos, out = graph
+        static_ids.copy_(ids)
+        static_pos.fill_(cache.length)
+        if g is None:  # capture is not possible here: the same fixed-shape step, eagerly
+            out = self._static_step(static_ids, static_pos, cache)
+        else:
+            g.replay()
+        cache.length += 1
+        return out.clone()  # the next replay overwrites `out`
+
+    def _capture(self, ids: torch.Tensor, cache: KVCache) -> tuple:
+        static_ids = ids.clone()
+        static_pos = torch.full((1,), cache.length, dtype=torch.long, device=self.device)
+        if self.device.type != "cuda":
+            return (cache.kv[0], None, static_ids, static_pos, None)
+        # Warm up on a side stream (as torch.cuda.graph asks), then capture. The warm-up
+        # writes this very step's keys and values, which the replay writes again.
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self._static_step(static_ids, static_pos, cache)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        # thread_local: other threads' CUDA work (another engine, the UI's) does not
+        # break this thread's capture.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            out = self._static_step(static_ids, static_pos, cache)
+        return (cache.kv[0], graph, static_ids, static_pos, out)
 
 
 class HFCache:
