@@ -90,7 +90,9 @@ def test_a_precision_the_machine_cannot_run_is_one_line(model, tiny_model_dir, m
     def broken(*args):
         raise RuntimeError("no kernel for this\nand more detail")
 
+    # Both int8 kernels (fbgemm's on x86 CPUs, the weight-only one elsewhere) fail.
     monkeypatch.setattr(torch, "_weight_int8pack_mm", broken)
+    monkeypatch.setattr(precision, "_dynamic_int8", broken)
     with pytest.raises(precision.PrecisionError, match=r"^precision int8: this CPU cannot run "
                                                       r"it with this torch \(no kernel for "
                                                       r"this\); use fp32 or auto$"):
