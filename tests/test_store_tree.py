@@ -7,6 +7,8 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gptterm.store import Store, StoreError, core, paging, schema
 from gptterm.store.exporting import to_markdown
@@ -502,3 +504,38 @@ def test_every_write_is_all_or_nothing(tmp_path, write):
         assert k > 1
         return
     pytest.fail("the write never finished")
+
+
+# ---------------------------------------------------------------- any tree a file may hold
+
+_PARENT = st.one_of(st.none(), st.integers(-2, 8), st.sampled_from(["0", 1.0, True]))
+_CHOSEN = st.one_of(st.none(), st.booleans(), st.sampled_from([0, 1, "yes"]))
+_INDEX = st.one_of(st.none(), st.integers(-1, 12), st.sampled_from([True, 2**40]))
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(_PARENT, _CHOSEN, _INDEX, st.sampled_from(["user", "model"])),
+                max_size=8))
+def test_any_tree_in_a_file_imports_whole_or_is_one_line(store, shape):
+    turns = []
+    for i, (parent, chosen, index, role) in enumerate(shape):
+        turn = {"role": role, "text": f" t{i}", "parent": parent}
+        if chosen is not None:
+            turn["chosen"] = chosen
+        if index is not None:
+            turn["index"] = index
+        turns.append(turn)
+    data = {"format": "gptterm-session", "version": 2,
+            "session": {"id": "dddd4444", "created": 1.7e9, "updated": 1.7e9}, "turns": turns}
+    before = len(store.list_sessions())
+    try:
+        session = store.import_json(data)
+    except StoreError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("import: turns[")
+        assert len(store.list_sessions()) == before
+        return
+    check_tree(store, session.id)
+    exported = store.export_json(session.id)
+    again = store.import_json(exported)
+    assert store.export_json(again.id)["turns"] == exported["turns"]
