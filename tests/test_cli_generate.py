@@ -31,7 +31,8 @@ def test_json_events_follow_the_contract(tiny_model_dir, capsys):
     assert texts and all(set(t) == {"event", "text", "token_ids"} for t in texts)
     done = lines[-1]
     assert done["event"] == "done" and done["reason"] in ("eos", "length")
-    assert set(done) == {"event", "reason", "n_tokens", "seconds", "ttft", "max_new_tokens"}
+    assert set(done) == {"event", "reason", "n_tokens", "seconds", "ttft", "max_new_tokens",
+                         "prompt_tokens", "reused_tokens"}
     assert done["n_tokens"] == sum(len(t["token_ids"]) for t in texts)
 
 

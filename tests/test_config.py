@@ -70,7 +70,7 @@ def test_save_changes_only_the_changed_key_and_keeps_comments_and_unknown_tables
     path = write_config(COMMENTED)
     settings, problems = load_settings()
     assert problems == [(f"{path}: unknown key 'plugins': expected one of model, preset, "
-                         "session, theme, sidebar, threads, keys")]
+                         "session, theme, sidebar, threads, precision, keys, backends")]
     settings.model = "gpt2"
     settings.theme = "sea"
     save_settings(settings)

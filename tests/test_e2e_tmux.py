@@ -80,7 +80,7 @@ def test_type_stream_cancel_quit_and_the_session_is_stored(tmp_path, long_model_
     screen, keys, data = term.screen, term.keys, term.data
     try:
         wait_for(lambda: "Write a beginning" in screen(), 20, "the prompt box")
-        wait_for(lambda: re.search(r"● \S+ \(\w+\)", screen()), 60, "the model to load")
+        wait_for(lambda: re.search(r"● \S+ \([\w ]+\)", screen()), 60, "the model to load")
         keys("-l", "To be, or not")
         keys("Enter")
         wait_for(lambda: "writing…" in screen(), 20, "the reply to start")

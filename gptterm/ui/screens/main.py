@@ -71,7 +71,7 @@ from gptterm.ui.screens.turns import TurnPickerScreen
 from gptterm.ui.widgets.inspector import TokenInspector
 from gptterm.ui.widgets.prompt import PromptArea
 from gptterm.ui.widgets.sessions import SessionList
-from gptterm.ui.widgets.status import NO_FIGURES, StatusBar, figures_of
+from gptterm.ui.widgets.status import NO_FIGURES, StatusBar, figures_of, reused_figure
 from gptterm.ui.widgets.transcript import FRAME_S, Transcript, TurnView
 
 if TYPE_CHECKING:
@@ -343,7 +343,7 @@ class MainScreen(Screen[None]):
                 tok_s=gen.reply.tokens_per_second if end else gen.reply.rate(self.app.clock()),
                 ttft=end.ttft if isinstance(end, Done) else (
                     first - gen.started if first is not None else None),
-                reused=started.reused_tokens,
+                reused=reused_figure(started.reused_tokens),
                 context=end.context_tokens if isinstance(end, Done) else started.prompt_tokens,
                 out_of_window=window_start, seed=gen.recorder.seed)
             return
@@ -625,7 +625,8 @@ class MainScreen(Screen[None]):
         if first and gen.session_id == self.session_id:
             self.status.set(ttft=gen.reply.first_at - gen.started)
         if gen.inspect and self.inspecting:
-            self.inspector.add(event.text, event.token_ids, event.alternatives, event.replace)
+            self.inspector.add(event.text, event.token_ids, event.alternatives, event.replace,
+                               event.distribution)
         gen.dirty = True
 
     def model_changed(self) -> None:
