@@ -317,3 +317,51 @@ def test_recorder_writes_an_alternative_after_the_same_context_with_the_memory(t
     store.set_memory(sid, None)
     assert TurnRecorder(store, sid, "tiny", preset).start(None).pinned_segments == 0
     store.close()
+
+
+# ---------------------------------------------------------------- the engine keeps the memory
+
+
+def test_the_engine_feeds_the_memory_then_the_window_s_tail(tiny_model_dir, capsys):
+    """`sessions context` is exactly the engine's window when a memory is pinned, and the
+    next turn keeps the window's start, so the memory and the text after it stay cached."""
+    from transformers import AutoTokenizer
+
+    from gptterm.engine.client import EngineClient
+    from gptterm.presets import load_presets
+    from gptterm.protocol import Generate, Reply, Segment
+    from gptterm.recorder import context_segments
+
+    sid, turns = _long_session(tiny_model_dir, memory="Remember: the fox is red.")
+    code, printed, _ = _run(capsys, "sessions", "context", "long")
+    assert code == 0
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    greedy = load_presets()[0]["greedy"]
+    segments = context_segments(turns, str(tiny_model_dir), "Remember: the fox is red.")
+    with EngineClient(device="cpu") as client:
+        loaded = client.load(str(tiny_model_dir), "cpu")
+        replies = []
+        # The preset's max_new_tokens, as `sessions context` places the window; then two
+        # turns with a short reply, which leave room for the text that follows.
+        more = (Segment(" More."), Segment(" Much more text, far past the room left." * 4))
+        for extra, max_new in (((), None), ((), 8), (more[:1], 8), (more, 8)):
+            command = Generate(f"r{len(replies)}", f"{sid}-{max_new}", preset=greedy, seed=1,
+                               max_new_tokens=max_new, context=(*segments, *extra),
+                               pinned_segments=1)
+            reply = Reply(command.request_id)
+            client.generate(command, reply.apply)
+            replies.append(reply)
+    first, short, second, moved = (r.started for r in replies)
+    full = [i for _, ids in first.tokenized for i in ids]
+    memory_ids = first.tokenized[0][1]
+    window = list(memory_ids) + full[first.window_start:]
+    assert first.window_start > len(memory_ids) and first.prompt_tokens == len(window)
+    # Room for the whole reply (the preset's, capped to half the window): no slide.
+    assert first.prompt_tokens + first.max_new_tokens <= loaded.n_ctx
+    assert printed == tok.decode(window, clean_up_tokenization_spaces=False)
+    assert replies[0].end.window_start == first.window_start  # it never slid
+    # The next turn keeps the start: all of the window before the new text is reused.
+    assert short.window_start > len(memory_ids) and second.window_start == short.window_start
+    assert second.reused_tokens >= short.prompt_tokens - 1
+    # When the window must move, the memory at its start is still cached.
+    assert moved.dropped_tokens > 0 and moved.reused_tokens >= len(memory_ids)

@@ -334,7 +334,8 @@ def next_context(session, turns) -> tuple[str, list[str]]:
         else tokenizer.eos_token_id
     ids, made = context_ids(tokenizer, segments, vocab_size, start_token)
     pinned = len(made[0][1]) if session.memory and made and made[0][0] == 0 else 0
-    need = window.room_needed(preset.method, window.cap_max_new(preset.max_new_tokens, n_ctx))
+    need = window.room_needed(preset.method, window.cap_max_new(preset.max_new_tokens, n_ctx),
+                              pinned)
     start = window.place_pinned(len(ids), pinned, 0, n_ctx, need)
     kept = window.pinned_kept(pinned, n_ctx, need)
     if start <= kept:  # nothing left out

@@ -1,6 +1,12 @@
 """One generation request on the worker thread: build the context, place the window,
 prefill, decode, emit.
 
+A pinned memory (`Generate.pinned_segments`) stays at the window's start
+(`window.place_pinned`): the decoder then sees the memory and the rest of the context from
+its start as one window from position 0, so the memory's cache always hits; the reply
+gets room for its whole length up front (`window.room_needed`), so no slide while it is
+written can push the memory out.
+
 Token-by-token strategies (greedy, sample, contrastive) are generators of token ids;
 `run_generation` consumes them, turns ids into text, watches for end-of-text, stop
 strings and cancel, and emits protocol events. Beam search yields whole hypotheses.
@@ -140,14 +146,22 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
     full, tokenized = context_ids(tokenizer, command.segments(), lm.model.config.vocab_size,
                                   start_token)
     entry = caches.get(command.session_id)
-    before = entry.offset if entry.ids else 0
+    pinned = pinned_tokens(command, tokenized)
+    need = window.room_needed(preset.method, max_new, pinned)
+    kept = window.pinned_kept(pinned, lm.n_ctx, need)
+    # With a pinned memory the cache holds the window from 0 (offset 0); the start of the
+    # rest of the context is kept on the entry, so the next turn keeps it too.
+    before = (getattr(entry, "rest_start", 0) if kept else entry.offset) if entry.ids else 0
     start = command.window_start
     if start is None or not 0 <= start < len(full):
-        start = window.place(len(full), before, lm.n_ctx,
-                             window.room_needed(preset.method, max_new))
-    ids = full[start:]
+        start = window.place_pinned(len(full), pinned, before, lm.n_ctx, need)
+    ids = window.window_ids(full, pinned, start, lm.n_ctx, need)
     dec = Decoder(lm.runner or lm.model, entry, lm.device, lm.n_ctx)
-    logits, reused = dec.prefill(full, start, command.reuse_limit)
+    if kept:
+        logits, reused = dec.prefill(ids, 0, command.reuse_limit)
+        entry.rest_start = start
+    else:
+        logits, reused = dec.prefill(full, start, command.reuse_limit)
     caches.enforce_budget(keep=command.session_id)
     emit(Started(command.request_id, len(ids), reused, window_start=start,
                  dropped_tokens=max(0, start - before), max_new_tokens=max_new,
@@ -196,9 +210,18 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
     # The window at the end: from where it starts now (sliding may have moved it) to the
     # end of the reply. Not len(entry.ids): the cache lacks the last token until the next
     # turn feeds it, and beam search decodes on copies of the cache.
-    in_window = min(len(full) + n_tokens - entry.offset, lm.n_ctx)
+    in_window = min(len(ids if kept else full) + n_tokens - entry.offset, lm.n_ctx)
     emit(Done(command.request_id, reason, n_tokens, time.perf_counter() - t0, ttft,
-              in_window, entry.offset, max_new))
+              in_window, start if kept else entry.offset, max_new))
+
+
+def pinned_tokens(command: Generate, tokenized: tuple[tuple[int, tuple[int, ...]], ...]) -> int:
+    """How many tokens the command's pinned segments take at the context's start (their
+    stored ids, or the ids the engine made for them)."""
+    made = dict(tokenized)
+    segments = command.segments()[: command.pinned_segments]
+    return sum(len(made[i]) if i in made else len(s.token_ids or ())
+               for i, s in enumerate(segments))
 
 
 def _run_beam(lm: Any, dec: Decoder, logits: torch.Tensor, ids: list[int], command: Generate,

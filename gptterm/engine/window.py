@@ -32,9 +32,10 @@ def keep_after_move(n_ctx: int, need: int) -> int:
     return max(1, min(n_ctx // 2, n_ctx - need))
 
 
-def room_needed(method: str, max_new: int) -> int:
-    """Positions that must be free when a request starts."""
-    return 1 if method in SLIDING_METHODS else max_new
+def room_needed(method: str, max_new: int, pinned: int = 0) -> int:
+    """Positions that must be free when a request starts. A reply after `pinned` tokens
+    (a memory) gets room for its whole length, since a slide would push the memory out."""
+    return 1 if method in SLIDING_METHODS and not pinned else max_new
 
 
 def place(total: int, start: int, n_ctx: int, need: int) -> int:
