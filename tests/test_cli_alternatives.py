@@ -365,3 +365,15 @@ def test_the_engine_feeds_the_memory_then_the_window_s_tail(tiny_model_dir, caps
     assert second.reused_tokens >= short.prompt_tokens - 1
     # When the window must move, the memory at its start is still cached.
     assert moved.dropped_tokens > 0 and moved.reused_tokens >= len(memory_ids)
+
+
+def test_a_reply_after_a_pinned_memory_and_a_moved_window_verifies(tiny_model_dir, capsys):
+    _long_session(tiny_model_dir, memory="Remember: the fox is red.")
+    for seed in ("1", "2"):
+        code, _, err = _run(capsys, "generate", " And", "--session", "long", "--seed", seed,
+                            "--max-new-tokens", "8")
+        assert code == 0, err
+    _, turns = _session("long")
+    assert turns[-1].stats["window_start"] > 0 and turns[-1].stats["memory"]
+    code, out, _ = _run(capsys, "replay", "long", "--verify")
+    assert code == 0 and out.splitlines()[-1] == "2 of 2 model turns identical", out
