@@ -130,6 +130,17 @@ def test_an_edited_reply_is_said_to_be_unverifiable(story, capsys):
     assert rows[3]["detail"] == "cannot verify: its text was edited by hand"
     code, out, _ = _run(capsys, "sessions", "show", "tale")
     assert " · edited · reply 4/4" in out and "by hand" in out
+    with Store() as store:  # a turn after the third version, then a fourth chosen again
+        session = store.find_session("tale")
+        third = store.alternatives(store.turns(session.id)[1].id)[2]
+        store.choose(third.id)
+        store.add_turn(session.id, "user", " Next")
+        store.add_turn(session.id, "user", " And next")
+        store.choose(store.alternatives(third.id)[3].id)
+    code, out, _ = _run(capsys, "sessions", "show", "tale", "--all")
+    assert out.count("more turns after this version") == 1
+    before = out.split("(then 2 more turns after this version)")[0]
+    assert " · reply 3/4 (" in [h for h in before.splitlines() if h.startswith("--- ")][-1]
 
 
 def test_branch_makes_a_session_of_turns_0_to_n(story, capsys):

@@ -239,6 +239,7 @@ def run_show(args: argparse.Namespace) -> int:
         turns = store.turns(session.id)
         shown = [store.alternatives(t.id) if args.all and t.alternatives > 1 else [t]
                  for t in turns]
+        after = _turns_after(store.tree_turns(session.id)) if args.all else {}
     name = f", name {label(session.name)}" if session.name else ""
     branched = (f", branched from {label(session.branched_from)} at turn {session.branched_at}"
                 if session.branched_from else "")
@@ -256,7 +257,20 @@ def run_show(args: argparse.Namespace) -> int:
             print(f"\n--- {version.index}: {turn_heading(version)}"
                   + (f" · {mark}{chosen}" if mark else "") + (f" ({stats})" if stats else ""))
             say(version.text)
+            if version.id != turn.id and after.get(version.id):
+                print(f"(then {after[version.id]} more turns after this version)")
     return 0
+
+
+def _turns_after(tree) -> dict[int, int]:
+    """How many turns follow each turn of a session's tree (all its branches), by turn id.
+    `tree` is in the order turns were written, each after the turn it follows."""
+    count = {t.id: 0 for t in tree}
+    parent = {t.id: t.parent_id for t in tree}
+    for t in reversed(tree):  # children before parents: each adds itself and its own
+        if parent[t.id] in count:
+            count[parent[t.id]] += count[t.id] + 1
+    return count
 
 
 @guarded
