@@ -120,7 +120,9 @@ def _is_byte_level(part: Any) -> bool:
 
 def _check_bpe(tok: dict[str, Any], path: Path) -> dict[str, Any]:
     """The tokenizer.json's BPE model, when llama.cpp's GPT-2 tokenizer reproduces it."""
-    model = tok.get("model") or {}
+    model = tok.get("model")
+    if not isinstance(model, dict):
+        raise ExportError(f"{path}: no tokenizer model (expected a \"model\" object)")
     kind = model.get("type")
     pre = tok.get("pre_tokenizer")
     if kind != "BPE":
@@ -172,11 +174,18 @@ def read_vocab(folder: Path, vocab_size: int, config: dict[str, Any]) -> Vocab:
     path = folder / "tokenizer.json"
     tok = _read_json(path, "tokenizer (tokenizer.json)")
     model = _check_bpe(tok, path)
-    ids: dict[str, int] = dict(model.get("vocab") or {})
-    added: dict[int, dict] = {}
-    for entry in tok.get("added_tokens") or []:
-        ids[entry["content"]] = entry["id"]
-        added[entry["id"]] = entry
+    try:
+        ids: dict[str, int] = dict(model.get("vocab") or {})
+        added: dict[int, dict] = {}
+        for entry in tok.get("added_tokens") or []:
+            ids[entry["content"]] = entry["id"]
+            added[entry["id"]] = entry
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ExportError(f"{path}: expected a vocab object and added_tokens entries with "
+                          "content and id") from None
+    if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
+               for i in ids.values()):
+        raise ExportError(f"{path}: token ids must be non-negative integers")
     if not ids or max(ids.values()) >= vocab_size:
         raise ExportError(f"{path}: token ids reach {max(ids.values(), default=-1)}, past the "
                           f"model's vocab_size {vocab_size}")

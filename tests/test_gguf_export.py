@@ -175,3 +175,22 @@ def test_a_model_llama_cpp_would_compute_differently_is_refused(tmp_path, tiny_m
 def test_out_must_be_a_gguf_name(tmp_path, capsys):
     assert main(["export-gguf", "shakespeare-mini", str(tmp_path / "model.bin")]) == 2
     assert "expected a file name ending in .gguf" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change,expected", [
+    (lambda t: t.update(normalizer={"type": "NFC"}), "has a normalizer"),
+    (lambda t: t["pre_tokenizer"].update(add_prefix_space=True), "adds a prefix space"),
+    (lambda t: t.update(model=[]), "no tokenizer model"),
+])
+def test_a_bpe_tokenizer_llama_cpp_would_split_differently_is_refused(
+        tmp_path, tiny_model_dir, capsys, change, expected):
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    tok = json.loads((folder / "tokenizer.json").read_text())
+    change(tok)
+    (folder / "tokenizer.json").write_text(json.dumps(tok))
+    assert main(["export-gguf", str(folder), str(tmp_path / "m.gguf")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "\n" not in err
