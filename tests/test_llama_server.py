@@ -236,9 +236,9 @@ def test_cancel_leaves_the_server_idle(long_server):
 
 
 def test_a_q8_0_export_runs_in_the_built_server(binary, tmp_path):
-    """q8_0 crashed a natively built llama.cpp on this CPU (ggml's AMX kernels, which
-    -march=native turns on, fault on their first tile instruction); the portable build
-    from scripts/llama-server.sh runs it."""
+    """q8_0 crashed a llama.cpp built with -march=native by GCC 12 on this AMX CPU (ggml's
+    AMX kernels load a tile configuration GCC 12 leaves half written); the portable build
+    from scripts/llama-server.sh has no AMX kernels and runs it."""
     model = gguf_export.write_gguf(paths.shipped_models_dir() / "shakespeare-mini",
                                    tmp_path / "sm-q8_0.gguf", "q8_0")
     server = LlamaServer(binary, model, 256, tmp_path / "server.log")
