@@ -142,14 +142,18 @@ def context_segments(turns: Sequence[Turn], model: str, memory: str = "") -> tup
               for t in turns))
 
 
-def window_notices(started: Started, model: str) -> list[str]:
-    """What the user is told once when the window cuts a request (CLI and TUI)."""
+def window_notices(started: Started, model: str, pinned: bool = False) -> list[str]:
+    """What the user is told once when the window cuts a request (CLI and TUI); `pinned`:
+    the request's context opens with a pinned memory, which stays."""
     model = inert(model, single_line=True)
     notes = []
     if started.capped:
         notes.append(f"max_new_tokens {started.requested_max_new_tokens} is more than half of "
                      f"{model}'s {started.n_ctx}-token window: using {started.max_new_tokens}")
-    if started.dropped_tokens:
+    if started.dropped_tokens and pinned:
+        notes.append(f"the context is longer than {model}'s {started.n_ctx}-token window: "
+                     "older text after the pinned memory is left out")
+    elif started.dropped_tokens:
         notes.append(f"the context is longer than {model}'s {started.n_ctx}-token window: "
                      f"the oldest {started.window_start} tokens are left out")
     if started.dropped:

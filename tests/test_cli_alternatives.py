@@ -260,14 +260,16 @@ def test_pinned_tokens_stay_and_the_rest_moves_by_the_usual_rule():
     n_ctx, need = 100, 1
     # Nothing pinned: the usual rule.
     assert window.place_pinned(150, 0, 0, n_ctx, need) == window.place(150, 0, n_ctx, need)
-    # Fits: from the start.
-    assert window.place_pinned(80, 10, 0, n_ctx, need) == 10
+    # Fits: from the start, nothing left out.
+    assert window.place_pinned(80, 10, 0, n_ctx, need) == 0
+    assert window.left_out(0, 10, n_ctx, need) == 0
     # Too long: the rest keeps the newest tokens of the room the memory leaves.
     start = window.place_pinned(300, 10, 0, n_ctx, need)
     assert start == 10 + window.place(290, 0, 90, need)
     ids = list(range(300))
     seen = window.window_ids(ids, 10, start, n_ctx, need)
     assert seen[:10] == list(range(10)) and seen[-1] == 299 and len(seen) + need <= n_ctx
+    assert window.left_out(start, 10, n_ctx, need) == start - 10 == 300 - len(seen)
     # The start stays put while the context still fits (the cache keeps hitting).
     assert window.place_pinned(305, 10, start, n_ctx, need) == start
     # A memory of over half the window: only its first half stays pinned.
@@ -388,3 +390,18 @@ def test_a_reply_after_a_pinned_memory_and_a_moved_window_verifies(tiny_model_di
     assert turns[-1].stats["window_start"] > 0 and turns[-1].stats["memory"]
     code, out, _ = _run(capsys, "replay", "long", "--verify")
     assert code == 0 and out.splitlines()[-1] == "2 of 2 model turns identical", out
+
+
+def test_generate_says_what_a_pinned_memory_keeps(tiny_model_dir, capsys):
+    _long_session(tiny_model_dir, memory="Remember: the fox is red.")
+    code, _, err = _run(capsys, "generate", " And", "--session", "long", "--seed", "1",
+                        "--max-new-tokens", "8")
+    assert code == 0
+    assert ("gptterm: the context is longer than tiny-gpt2's 128-token window: older text "
+            "after the pinned memory is left out") in err.splitlines()
+    from transformers import AutoTokenizer
+
+    memory = AutoTokenizer.from_pretrained(str(tiny_model_dir))("Remember: the fox is red.\n")
+    stats = _session("long")[1][-1].stats
+    # What was left out is what lies between the memory and the window's rest.
+    assert stats["dropped_tokens"] == stats["window_start"] - len(memory["input_ids"]) > 0

@@ -314,7 +314,8 @@ def _generate(args: argparse.Namespace, prompt: str | None, store, session,
             else:
                 reply.apply(event)
             if isinstance(event, Started):
-                for note in window_notices(event, model_label(loaded.name)):
+                pinned = recorder is not None and bool(recorder.memory)
+                for note in window_notices(event, model_label(loaded.name), pinned):
                     print(f"gptterm: {note}", file=sys.stderr)
             broken = printer.broken
             printer(event)

@@ -163,8 +163,10 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
     else:
         logits, reused = dec.prefill(full, start, command.reuse_limit)
     caches.enforce_budget(keep=command.session_id)
+    dropped = window.left_out(start, pinned, lm.n_ctx, need) \
+        - window.left_out(before, pinned, lm.n_ctx, need)
     emit(Started(command.request_id, len(ids), reused, window_start=start,
-                 dropped_tokens=max(0, start - before), max_new_tokens=max_new,
+                 dropped_tokens=max(0, dropped), max_new_tokens=max_new,
                  requested_max_new_tokens=requested, tokenized=tokenized,
                  context_sha=window_sha(ids), n_ctx=lm.n_ctx))
 

@@ -78,7 +78,15 @@ def place_pinned(total: int, pinned: int, start: int, n_ctx: int, need: int) -> 
     kept = pinned_kept(pinned, n_ctx, need)
     if kept == 0:
         return place(total, start, n_ctx, need)
-    return kept + place(total - kept, start - kept, n_ctx - kept, need)
+    rest = place(total - kept, start - kept, n_ctx - kept, need)
+    return kept + rest if rest else 0  # 0: the whole context fits, nothing left out
+
+
+def left_out(start: int, pinned: int, n_ctx: int, need: int) -> int:
+    """How many tokens a window starting its rest at `start` leaves out (the pinned ones
+    stay; 0 when the whole context fits)."""
+    kept = pinned_kept(pinned, n_ctx, need)
+    return start - kept if start > kept else 0
 
 
 def window_ids(ids: list[int], pinned: int, start: int, n_ctx: int, need: int) -> list[int]:
