@@ -224,8 +224,8 @@ def llama_binary() -> Path | None:
         return Path(value) if os.access(value, os.X_OK) else None
     cache = Path(os.environ.get("GPTTERM_LLAMA_CACHE") or Path(
         os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gptterm" / "llama-server")
-    found = sorted(cache.glob("**/bin/llama-server")) if cache.is_dir() else []
-    return next((p for p in found if os.access(p, os.X_OK)), None)
+    found = sorted(cache.glob("**/llama-server")) if cache.is_dir() else []
+    return next((p for p in found if p.is_file() and os.access(p, os.X_OK)), None)
 
 
 class LlamaServer:

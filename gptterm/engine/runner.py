@@ -21,6 +21,7 @@ The interface both keep:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from typing import Any, Callable
@@ -51,9 +52,11 @@ class KVCache:
 
     def _alloc(self, batch: int, capacity: int):
         layers, heads, head_dim, width = self.shape
-        kv = [torch.empty(2, batch, heads, capacity, head_dim, dtype=self.dtype,
+        # Zeros, not empty: the fixed-shape step (CUDA graphs) attends over the whole
+        # window, and a masked position still multiplies its value by 0 (NaN * 0 is NaN).
+        kv = [torch.zeros(2, batch, heads, capacity, head_dim, dtype=self.dtype,
                           device=self.device) for _ in range(layers)]
-        return kv, torch.empty(batch, capacity, width, dtype=torch.float32, device=self.device)
+        return kv, torch.zeros(batch, capacity, width, dtype=torch.float32, device=self.device)
 
     @property
     def batch(self) -> int:
@@ -142,18 +145,15 @@ Linear = Callable[[torch.Tensor], torch.Tensor]
 
 
 def fp32_linear(weight: torch.Tensor, bias: torch.Tensor) -> Linear:
-    """transformers' Conv1D: x @ weight + bias, weight [in, out] (shared, not copied)."""
-
-    def linear(x: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(bias, x.view(-1, x.shape[-1]), weight).view(*x.shape[:-1], -1)
-
-    return linear
+    """transformers' Conv1D: x @ weight + bias, weight [in, out] (shared, not copied);
+    x is [tokens, in] (the runner keeps activations 2-D)."""
+    return functools.partial(torch.addmm, bias, mat2=weight)
 
 
 def _gelu(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
         # One kernel for gelu_new's tanh formula (transformers spells it in six).
-        return lambda x: F.gelu(x, approximate="tanh")
+        return functools.partial(F.gelu, approximate="tanh")
     from transformers.activations import ACT2FN
 
     return ACT2FN[name]
@@ -250,31 +250,31 @@ class GPT2Runner:
         end = start + n
         cache.reserve(end)
         d, heads, hd, eps = self.width, self.heads, self.head_dim, self.eps
-        x = F.embedding(ids, self.wte) + self.wpe[start:end]
+        # Activations stay [tokens, d]: the projections take them as they are.
+        x = (F.embedding(ids, self.wte) + self.wpe[start:end]).view(batch * n, d)
         mask, causal = None, False
         if n > 1:  # a prefill: each new position sees the cache and the new ones up to itself
             if start:
                 mask = torch.ones(n, end, dtype=torch.bool, device=self.device).tril(start)
             else:
                 causal = True
-        kv_dtype = self.kv_dtype
+        kv_dtype, act, layer_norm = self.kv_dtype, self.act, torch.layer_norm
         for layer, kv, scale in zip(self.layers, cache.kv, self.scales):
-            h = F.layer_norm(x, (d,), *layer.ln1, eps)
-            # [B, n, 3d] -> (q, k, v), each [B, heads, n, head_dim]
+            h = layer_norm(x, (d,), *layer.ln1, eps)
+            # [tokens, 3d] -> (q, k, v), each [B, heads, n, head_dim]
             qkv = layer.qkv(h).view(batch, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
             kv[:, :, :, start:end] = qkv[1:]  # keys and values in one copy
             q = qkv[0] if qkv.dtype == kv_dtype else qkv[0].to(kv_dtype)
             a = F.scaled_dot_product_attention(q, kv[0, :, :, :end], kv[1, :, :, :end],
                                                attn_mask=mask, is_causal=causal, scale=scale)
-            a = a.transpose(1, 2).reshape(batch, n, d)
-            x = x + layer.proj(a)  # a reduced-precision output adds up in fp32
-            h = F.layer_norm(x, (d,), *layer.ln2, eps)
-            x = x + layer.out(self.act(layer.fc(h)))
-        x = F.layer_norm(x, (d,), *self.ln_f, eps)
+            # A reduced-precision output adds up in fp32.
+            x = x + layer.proj(a.transpose(1, 2).reshape(batch * n, d))
+            h = layer_norm(x, (d,), *layer.ln2, eps)
+            x = x + layer.out(act(layer.fc(h)))
+        x = layer_norm(x, (d,), *self.ln_f, eps).view(batch, n, d)
         cache.h[:, start:end] = x
         cache.length = end
         return self.head(x if all_logits else x[:, -1]).float()
-
 
     # --- one decode step as a CUDA graph ---------------------------------------------------
     #
@@ -287,20 +287,20 @@ class GPT2Runner:
                      ) -> torch.Tensor:
         """One token ([1, 1]) at position `pos` ([1] long tensor): fixed shapes only."""
         d, heads, hd, eps = self.width, self.heads, self.head_dim, self.eps
-        x = F.embedding(ids, self.wte) + self.wpe[pos]
+        x = (F.embedding(ids, self.wte) + self.wpe[pos]).view(1, d)
         mask = (self._positions <= pos)[None, None, None, :]
         for layer, kv, scale in zip(self.layers, cache.kv, self.scales):
-            h = F.layer_norm(x, (d,), *layer.ln1, eps)
+            h = torch.layer_norm(x, (d,), *layer.ln1, eps)
             qkv = layer.qkv(h).view(1, 1, 3, heads, hd).permute(2, 0, 3, 1, 4)
             kv.index_copy_(3, pos, qkv[1:].to(kv.dtype))
             q = qkv[0].to(kv.dtype)
             a = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask, scale=scale)
-            x = x + layer.proj(a.transpose(1, 2).reshape(1, 1, d))
-            h = F.layer_norm(x, (d,), *layer.ln2, eps)
+            x = x + layer.proj(a.transpose(1, 2).reshape(1, d))
+            h = torch.layer_norm(x, (d,), *layer.ln2, eps)
             x = x + layer.out(self.act(layer.fc(h)))
-        x = F.layer_norm(x, (d,), *self.ln_f, eps)
-        cache.h.index_copy_(1, pos, x)
-        return self.head(x[:, -1]).float()
+        x = torch.layer_norm(x, (d,), *self.ln_f, eps)
+        cache.h.index_copy_(1, pos, x.view(1, 1, d))
+        return self.head(x).float()
 
     def _replay(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
         graph = cache.graph if cache.graph is not None and cache.graph[0] is cache.kv[0] \
