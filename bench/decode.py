@@ -151,7 +151,8 @@ def own_text_ppl(model_dir: Path, device: str) -> dict:
     from gptterm.engine import precision
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
-    rows = precision.own_text(precision.build(model.eval(), "fp32"), 0, 1024, tokens=256)
+    rows = precision.own_text(precision.build(model.eval(), "fp32"), 0,
+                              model.config.n_positions, tokens=256)
     out = {}
     for name in PRECISIONS:
         try:
@@ -336,11 +337,15 @@ def tiny(args, model: str = "shakespeare-mini") -> None:
                 c.close()
         torch.set_num_threads(previous)
     base = best["HF generate fp32"]
+    ppl = own_text_ppl(Path(spec.source), dev)
     print(f"\n{model}, greedy, {n} tokens, {threads} thread(s) (the engine's pick), best of "
-          f"{max(args.repeats, 5)}")
-    print(f"{'':28s} {'tok/s':>9s} {'x HF fp32':>10s}")
+          f"{max(args.repeats, 5)} (perplexity: 256 tokens of the model's own text)")
+    print(f"{'':28s} {'tok/s':>9s} {'x HF fp32':>10s} {'perplexity':>11s}")
     for name, ms in best.items():
-        print(f"{name:28s} {1000 / ms:9.0f} {base / ms:9.2f}x")
+        prec = name.split()[-1]
+        cost = (f"{ppl[prec]:.1f} ({ppl[prec] / ppl['fp32'] - 1:+.2%})"
+                if name.startswith("gptterm") and prec in ppl else "")
+        print(f"{name:28s} {1000 / ms:9.0f} {base / ms:9.2f}x {cost:>11s}")
     print("target: >= 3x (the engine used to run at 0.94-1.07x HF generate)")
 
 

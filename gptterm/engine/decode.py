@@ -81,7 +81,9 @@ class Decoder:
     def _forward(self, input_ids: torch.Tensor, new_ids: list[int]) -> torch.Tensor:
         entry = self.entry
         if entry.past is None:
-            entry.past = self.runner.new_cache(capacity=len(entry.ids) + len(new_ids))
+            # Room for as much again (capped at the window): the reply and the next turns
+            # grow into it without copying the cache (a copy of a long one costs TTFT).
+            entry.past = self.runner.new_cache(capacity=2 * (len(entry.ids) + len(new_ids)))
         logits = self.runner.forward(input_ids, entry.past)
         entry.ids.extend(new_ids)
         return logits[0]
