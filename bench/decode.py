@@ -167,9 +167,8 @@ def own_text_ppl(model_dir: Path, device: str) -> dict:
 
 def gpt2_124m(args) -> None:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from gpt2_shape import gpt2_124m_dir
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model_dir = gpt2_124m_dir()
     tok = AutoTokenizer.from_pretrained(model_dir)
@@ -353,9 +352,9 @@ def tiny(args, model: str = "shakespeare-mini") -> None:
 
 
 def ttft(args) -> None:
+    from gpt2_shape import gpt2_124m_dir
     from transformers import AutoTokenizer
 
-    from gpt2_shape import gpt2_124m_dir
     from gptterm.engine.client import EngineClient
     from gptterm.presets import Preset
     from gptterm.protocol import Generate

@@ -104,7 +104,7 @@ def test_second_turn_reuses_the_cache_on_cuda(tiny):
     second = first + tok(" a little model that wrote").input_ids
     dec = Decoder(runner_for(model), CacheEntry(), "cuda", 128)
     dec.prefill(first)
-    logits, reused = dec.prefill(second)
+    _, reused = dec.prefill(second)
     assert reused == len(first)
     step = dec.advance(7)
     with torch.no_grad():

@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM
 
 from gptterm import cli, config
 from gptterm.engine import precision
-from gptterm.engine.client import EngineClient, ModelLoadError
+from gptterm.engine.client import EngineClient
 from gptterm.engine.runner import runner_for
 
 
@@ -72,8 +72,8 @@ def test_auto_measures_once_per_weights_file(model, tiny_model_dir, monkeypatch)
 
     monkeypatch.setattr(precision, "measure", counting)
     monkeypatch.setattr(precision, "SAMPLE_TOKENS", 64)
-    kwargs = dict(model_dir=str(tiny_model_dir), device="cpu", threads=1, start_token=0,
-                  n_ctx=128)
+    kwargs = {"model_dir": str(tiny_model_dir), "device": "cpu", "threads": 1,
+              "start_token": 0, "n_ctx": 128}
     first = precision.resolve(model, "auto", **kwargs)
     second = precision.resolve(model, "auto", **kwargs)
     assert calls == [1] and first.precision == second.precision
@@ -129,8 +129,8 @@ def test_config_precision_is_read_and_a_bad_one_is_one_problem(tiny_model_dir):
     path.write_text('precision = "fp8"\n')
     settings, problems = config.load_settings()
     assert settings.precision is None
-    assert problems == [f"{path}: precision = 'fp8': expected one of auto, fp32, bf16, fp16, "
-                        "int8"]
+    assert problems == [(f"{path}: precision = 'fp8': expected one of auto, fp32, bf16, "
+                         "fp16, int8")]
 
 
 def test_generate_stats_and_perplexity_name_the_precision(tiny_model_dir, tmp_path, capsys):

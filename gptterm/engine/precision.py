@@ -31,9 +31,8 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from gptterm.engine.runner import GPT2Runner, HFRunner, Linear, supports
-
 from gptterm.config import PRECISION_CHOICES as CHOICES
+from gptterm.engine.runner import GPT2Runner, HFRunner, Linear, supports
 
 PRECISIONS = CHOICES[1:]  # what a runner runs at; CHOICES adds "auto"
 AUTO_TOLERANCE = 0.02  # perplexity may rise by at most 2% over fp32

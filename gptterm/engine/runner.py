@@ -93,7 +93,7 @@ class KVCache:
         """Keep only the first `n` positions (the buffers stay)."""
         self.length = max(0, min(n, self.length))
 
-    def _copy(self, rows: torch.Tensor, capacity: int) -> "KVCache":
+    def _copy(self, rows: torch.Tensor, capacity: int) -> KVCache:
         out = KVCache.__new__(KVCache)
         out.shape, out.limit, out.dtype, out.device = self.shape, self.limit, self.dtype, self.device
         out.length = n = self.length
@@ -104,7 +104,7 @@ class KVCache:
         out.h[:, :n] = self.h[rows, :n]
         return out
 
-    def fork(self, repeats: int, room: int = 1) -> "KVCache":
+    def fork(self, repeats: int, room: int = 1) -> KVCache:
         """A new cache with `repeats` copies of row 0 and room for `room` more positions;
         it shares nothing writable with this one."""
         rows = torch.zeros(repeats, dtype=torch.long, device=self.device)
@@ -117,7 +117,7 @@ class KVCache:
             buf[:, :, :, :n] = buf[:, index, :, :n]
         self.h[:, :n] = self.h[index, :n]
 
-    def select(self, row: int) -> "KVCache":
+    def select(self, row: int) -> KVCache:
         """A batch-1 cache holding row `row` (contrastive search keeps the winner)."""
         rows = torch.tensor([row], dtype=torch.long, device=self.device)
         return self._copy(rows, self.capacity)
@@ -160,7 +160,7 @@ def _gelu(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 class _Layer:
-    __slots__ = ("ln1", "qkv", "proj", "ln2", "fc", "out")
+    __slots__ = ("fc", "ln1", "ln2", "out", "proj", "qkv")
 
 
 def supports(model: Any) -> bool:
@@ -372,7 +372,7 @@ class HFCache:
             self._hidden = [self._joined()[:, :n]]
 
     @torch.inference_mode()
-    def fork(self, repeats: int, room: int = 1) -> "HFCache":
+    def fork(self, repeats: int, room: int = 1) -> HFCache:
         import copy
 
         fork = copy.copy(self.past)
@@ -389,7 +389,7 @@ class HFCache:
             self._hidden = [hidden[index]]
 
     @torch.inference_mode()
-    def select(self, row: int) -> "HFCache":
+    def select(self, row: int) -> HFCache:
         rows = torch.tensor([row], device=self._joined().device)
         self.past.batch_select_indices(rows)
         return HFCache(self.past, [self._joined()[rows]])
