@@ -59,12 +59,19 @@ fi
 echo "python: $PY"
 
 step "packages"
-if [ -d "$WHEELS" ] && ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+# Only the pure-Python wheels gptterm's engine and its install need (the folder may hold
+# others, for other checks, built for another Python).
+need=()
+for name in platformdirs tomlkit tomli_w hatchling trove_classifiers; do
+  for w in "$WHEELS"/"$name"-*-py3-none-any.whl; do [ -f "$w" ] && need+=("$w"); done
+done
+echo "wheels: ${need[*]:-none}"
+if [ ${#need[@]} -gt 0 ]; then
   if [ "$PY" = "$BASE" ]; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/gptterm-site \
-      "$WHEELS"/*.whl && export PYTHONPATH=/tmp/gptterm-site
+      "${need[@]}" && export PYTHONPATH=/tmp/gptterm-site
   else
-    "$PY" -m pip install -q --no-index --no-deps --no-compile "$WHEELS"/*.whl
+    "$PY" -m pip install -q --no-index --no-deps --no-compile "${need[@]}"
   fi
 fi
 if [ "$PY" != "$BASE" ] && "$PY" -m pip install -q --no-index --no-deps --no-build-isolation -e . ; then

@@ -83,8 +83,9 @@ def test_graph_step_equals_plain_step_on_the_124m_shape():
             tokens.append(int(logits.argmax()))
             logits = dec.advance(tokens[-1])
         outs.append(tokens)
-        if runner is graphed:
-            assert dec.entry.past.graph[1] is not None  # a captured CUDA graph replayed
+        if runner is graphed:  # a captured CUDA graph replayed
+            assert runner.graph_error == "" and dec.entry.past.graph is not None
+            assert dec.entry.past.graph[1] is not None
     assert outs[0] == outs[1] == reference(model, ids, 16)
 
 
