@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from gptterm.textsafe import inert
+
 
 SCRIPT = Path(sys.executable).with_name("gptterm")
 
@@ -188,3 +190,90 @@ def test_two_sessions_on_two_models_each_keep_their_own(tmp_path, long_model_dir
         assert first_turns[-2].text.endswith(" and more")
         # The figures shown were the sessions' own, as stored with their last replies.
         assert ctx_of(again) == f"{second_turns[-1].stats['context_tokens']}/128"
+
+
+@pytest.mark.slow
+def test_alternatives_edit_and_branch_agree_with_the_command_line(tmp_path, long_model_dir):
+    """Regenerate twice, flip back to the first version, continue from it, edit a model
+    turn, branch; then `sessions show --all` and `replay --verify` agree with the screen."""
+    term = Terminal(tmp_path, f"--model '{long_model_dir}' --preset short", (110, 32),
+                    {"short": 'method = "sample"\nmax_new_tokens = 6\ntop_k = 50\n'})
+    screen, keys = term.screen, term.keys
+
+    def idle() -> str:
+        line = next((x for x in screen().splitlines() if "│ preset" in x), "")
+        return line if "● tiny-long" in line and "writing" not in line else ""
+
+    def marked(mark: str):
+        try:
+            return wait_for(lambda: mark in screen() and idle(), 60, f"{mark} on screen")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the screen:\n{screen()}") from None
+
+    try:
+        wait_for(idle, 60, "the model to load")
+        keys("-l", "Once")
+        keys("Enter")
+        wait_for(lambda: "seed" in screen() and idle(), 60, "the first reply")
+        keys("C-r")
+        marked("2/2")
+        keys("C-r")
+        marked("3/3")
+        keys("M-Left")
+        marked("2/3")
+        keys("M-Left")
+        marked("1/3")
+        keys("-l", " more")
+        keys("Enter")
+        wait_for(lambda: "▌  more" in screen() and idle(), 60, "the reply to ' more'")
+        # Edit the first reply (picker rows: the prompt, reply 1/3, " more", its reply).
+        keys("M-r")
+        wait_for(lambda: "Edit a turn" in screen(), 20, "the turn picker")
+        keys("Up", "Up", "Enter")
+        wait_for(lambda: "Ctrl+S keeps" in screen(), 20, "the editor")
+        keys("-l", " EDITED")
+        keys("C-s")
+        marked("EDITED")
+        # Branch at the first prompt: a new session holding only it.
+        keys("M-n")
+        try:
+            wait_for(lambda: "Branch" in screen(), 20, "the branch picker")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the screen:\n{screen()}") from None
+        keys("Up", "Enter")
+        wait_for(lambda: "A new session holding the turns" in screen(), 20, "the branch")
+        term.quit()
+    finally:
+        term.close()
+
+    def cli(*args: str, code: int = 0) -> str:
+        env = {**os.environ, "GPTTERM_DATA_DIR": str(term.data),
+               "GPTTERM_CONFIG_DIR": str(tmp_path / "config"), "HF_HUB_OFFLINE": "1"}
+        done = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, env=env,
+                              timeout=300)
+        assert done.returncode == code, done.stdout + done.stderr
+        return done.stdout
+
+    from gptterm.store import Store
+
+    with Store(term.data / "sessions.db") as store:
+        sessions = store.list_sessions()
+        original = next(s for s in sessions if s.branched_from is None)
+        branch = next(s for s in sessions if s.branched_from == original.id)
+        path = store.turns(original.id)
+        assert [t.role for t in path] == ["user", "model"]
+        assert path[1].text.endswith(" EDITED") and (path[1].alternative,
+                                                    path[1].alternatives) == (4, 4)
+        versions = store.alternatives(path[1].id)
+        assert [t.text for t in store.turns(branch.id)] == ["Once"]
+        # " more" and its reply stay with the first version, off the chosen path now.
+        assert " more" in [t.text for t in store.tree_turns(original.id)]
+    shown_all = cli("sessions", "show", original.id, "--all")
+    for version in versions:  # every version the screen made is listed
+        assert inert(version.text.strip()) in shown_all
+    assert "reply 4/4" in shown_all
+    # The three generated versions and the reply to " more" re-run identically; the edited
+    # one is not the model's text and says so (so not everything is verified: exit 1).
+    verified = cli("replay", original.id, "--verify", code=1)
+    assert "4 of 5 model turns identical" in verified, verified
+    assert "cannot verify: its text was edited by hand" in verified

@@ -99,3 +99,23 @@ async def test_keys_say_why_when_there_is_nothing_to_flip_or_undo(ui_env):
         await send(pilot, "hello")
         await pilot.press("alt+right")
         assert "no alternatives" in notifications(app)[-1]
+
+
+async def test_typing_then_ctrl_s_keeps_every_key_and_the_app_answers_after(ui_env):
+    """Ctrl+S in the editor is a priority key: it must wait for the keys typed before it,
+    and closing the editor that way must leave the app answering keys (it once hung)."""
+    from textual import events
+
+    app = make_app(engine_factory=Engines().factory(reply=["r"]))
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await send(pilot, "hi")
+        app.post_message(events.Key("alt+r", "r"))
+        await until(pilot, lambda: isinstance(app.screen, TurnPickerScreen))
+        await pilot.press("enter")  # the last turn: the reply
+        await until(pilot, lambda: isinstance(app.screen, EditTextScreen))
+        await pilot.press(*" typed fast", "ctrl+s")
+        await until(pilot, lambda: app.screen is app.main)
+        assert app.store.turns(app.main.session_id)[-1].text == "r typed fast"
+        app.post_message(events.Key("alt+n", "n"))
+        await until(pilot, lambda: isinstance(app.screen, TurnPickerScreen))

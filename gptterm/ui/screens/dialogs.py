@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Input, Label, OptionList, SelectionList
 from textual.widgets.option_list import Option
+
+
+def after_typing(screen: Screen, action: Callable[[], object]) -> None:
+    """Run `action` once the focused widget has taken the keys already sent to it.
+
+    A priority binding (Ctrl+S in a dialog) is handled as its key arrives, while the keys
+    typed just before it may still wait in the focused widget's queue: reading its text
+    at once lost the last characters of a fast typist (found in the tmux test).
+    """
+    def run() -> None:  # returns nothing: `call_later` would await a dismiss() (deadlock)
+        action()
+
+    focused = screen.focused
+    if focused is None:
+        run()
+        return
+    # Queue behind the widget's keys, then run on the screen's own queue.
+    focused.call_later(lambda: screen.call_later(run))
 
 
 class ConfirmScreen(ModalScreen[bool]):

@@ -9,6 +9,8 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Label, TextArea
 
+from gptterm.ui.screens.dialogs import after_typing
+
 
 class EditTextScreen(ModalScreen[str | None]):
     """A multi-line editor: Ctrl+S keeps the text (returns it), Esc drops the change (None)."""
@@ -37,7 +39,7 @@ class EditTextScreen(ModalScreen[str | None]):
         area.move_cursor(area.document.end)
 
     def action_save(self) -> None:
-        self.dismiss(self.query_one(TextArea).text)
+        after_typing(self, lambda: self.dismiss(self.query_one(TextArea).text))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

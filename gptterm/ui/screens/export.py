@@ -23,6 +23,7 @@ from textual.widgets import Input, Label, RadioButton, RadioSet
 from gptterm.errors import first_line
 from gptterm.safefile import replace_file
 from gptterm.textsafe import inert
+from gptterm.ui.screens.dialogs import after_typing
 
 # (format, file extension, label)
 FORMATS = (
@@ -137,9 +138,12 @@ class ExportScreen(ModalScreen[Path | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.action_write()
+        self._write()
 
     def action_write(self) -> None:
+        after_typing(self, self._write)
+
+    def _write(self) -> None:
         typed = self.query_one(Input).value.strip()
         if not typed or typed.endswith(("/", os.sep)):
             self.say(f"{typed or 'the path'}: expected a file name", "$error")

@@ -21,6 +21,7 @@ from textual.widgets import Button, Input, Label
 from gptterm.cli_types import INT_MAX
 from gptterm.presets import FIELD_NAMES, PresetError, from_mapping, parse_assignment
 from gptterm.textsafe import inert
+from gptterm.ui.screens.dialogs import after_typing
 
 WHERE = "session settings"
 # (field, label, allowed values): the ranges are presets._check_ranges', in words.
@@ -112,6 +113,9 @@ class SessionSettingsScreen(ModalScreen[dict[str, Any] | None]):
          "cancel": self.action_cancel}[event.button.id or "cancel"]()
 
     def action_save(self) -> None:
+        after_typing(self, self._save)
+
+    def _save(self) -> None:
         try:
             result = overrides(self.defaults, self.typed())
         except PresetError as exc:
