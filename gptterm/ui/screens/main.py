@@ -616,7 +616,9 @@ class MainScreen(Screen[None]):
     def _started(self, event: Started) -> None:
         if self.gen is not None and self.gen.session_id == self.session_id:
             self.show_figures()
-        for note in window_notices(event, short_model(self.app.current_model) or "the model"):
+        pinned = bool(self.gen is not None and self.gen.recorder.memory)
+        for note in window_notices(event, short_model(self.app.current_model) or "the model",
+                                   pinned):
             self.app.notify(note, severity="warning", timeout=8)
 
     def _text_delta(self, event: TextDelta) -> None:
