@@ -186,3 +186,27 @@ def test_the_fixed_shape_step_for_cuda_graphs_equals_the_plain_step(tiny_model_d
     long_ids = (ids * 20)[:120]  # the reply slides the window: the decoder starts again
     tokens, dec = runner_greedy(fixed, long_ids, 30)
     assert dec.slides == 1 and tokens == runner_greedy(plain, long_ids, 30)[0]
+
+
+def test_the_one_token_step_equals_the_general_forward_bit_for_bit(tiny):
+    """`forward` of one token per row takes its own short path (`_step`); the general path
+    (`all_logits`) is the reference: same logits, keys, values and hidden states, also for
+    several rows (beam and contrastive search step them)."""
+    tok, model = tiny
+    runner = runner_for(model)
+    ids = tok(PROMPTS[0]).input_ids
+    for rows in (1, 3):
+        step, general = runner.new_cache(rows), runner.new_cache(rows)
+        prompt = torch.tensor([ids] * rows)
+        runner.forward(prompt, step)
+        runner.forward(prompt, general)
+        for i in range(5):
+            token = torch.tensor([[7 + i + r] for r in range(rows)])
+            got = runner.forward(token, step)
+            expected = runner.forward(token, general, all_logits=True)[:, -1]
+            assert torch.equal(got, expected)
+        assert step.length == general.length == len(ids) + 5
+        n = step.length
+        for a, b in zip(step.kv, general.kv):
+            assert torch.equal(a[..., :n, :], b[..., :n, :])
+        assert torch.equal(step.h[:, :n], general.h[:, :n])

@@ -246,6 +246,8 @@ class GPT2Runner:
                 and cache.length < self.n_ctx):
             return self._replay(ids, cache)
         batch, n = ids.shape
+        if n == 1 and not all_logits:
+            return self._step(ids, cache)
         start = cache.length
         end = start + n
         cache.reserve(end)
@@ -275,6 +277,30 @@ class GPT2Runner:
         cache.h[:, start:end] = x
         cache.length = end
         return self.head(x if all_logits else x[:, -1]).float()
+
+    def _step(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """`forward` for one token per row ([B, 1]), the decode step: the same math in
+        fewer kernels and views (a small model's step is mostly per-op overhead)."""
+        batch = ids.shape[0]
+        start = cache.length
+        end = start + 1
+        cache.reserve(end)
+        d, heads, hd, eps = self.width, self.heads, self.head_dim, self.eps
+        x = F.embedding(ids.view(batch), self.wte).add_(self.wpe[start])  # [B, d]
+        kv_dtype, act, layer_norm, sdpa = self.kv_dtype, self.act, torch.layer_norm, \
+            F.scaled_dot_product_attention
+        for layer, kv, scale in zip(self.layers, cache.kv, self.scales):
+            qkv = layer.qkv(layer_norm(x, (d,), *layer.ln1, eps)).view(batch, 3, heads, 1, hd)
+            kv[:, :, :, start:end] = qkv[:, 1:].transpose(0, 1)  # keys and values at once
+            q = qkv[:, 0] if qkv.dtype == kv_dtype else qkv[:, 0].to(kv_dtype)
+            # One query row: [B, heads, 1, hd] is already [B, d] in memory.
+            a = sdpa(q, kv[0, :, :, :end], kv[1, :, :, :end], scale=scale)
+            x = x + layer.proj(a.view(batch, d))
+            x = x + layer.out(act(layer.fc(layer_norm(x, (d,), *layer.ln2, eps))))
+        x = layer_norm(x, (d,), *self.ln_f, eps)
+        cache.h[:, start] = x
+        cache.length = end
+        return self.head(x).float()
 
     # --- one decode step as a CUDA graph ---------------------------------------------------
     #
