@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,3 +83,62 @@ def split_tail(text: str, fraction: float) -> tuple[str, str]:
     if newline > len(text) * (1 - 2 * fraction):
         cut = newline + 1
     return text[:cut], text[cut:]
+
+
+# Corpus cleaning for the shipped models: the raw package texts carry editors' apparatus
+# (line numbers, notes, italics marks) and help-file markup that a tiny model copies verbatim.
+
+_TRAILING_LINE_NUMBER = re.compile(r"\s{2,}\d+\s*$")  # "...nether Jove,        20"
+_NOTE_START = re.compile(r"^\s*\d+(-\d+)?\.\s")  # "729. ~strangled~, suffocated."
+_BRACKETED = re.compile(r"\[[^\]]*\]")
+_VERSE_DEBRIS = re.compile(r"[0-9_~\[\]{}<>*|=#@\\/]")
+
+
+def clean_verse(text: str) -> str:
+    """Verse without editorial apparatus: margin line numbers and [bracketed notes] are cut
+    out; note paragraphs ("729. ~word~, ...") and lines that still carry digits, _italics_,
+    brackets or no lower-case letter (headings, numerals) are dropped."""
+    kept: list[str] = []
+    for para in re.split(r"\n\s*\n", text):
+        if _NOTE_START.match(para) or "~" in para:
+            continue
+        lines = []
+        for line in para.split("\n"):
+            line = _BRACKETED.sub("", _TRAILING_LINE_NUMBER.sub("", line)).strip()
+            if line and not _VERSE_DEBRIS.search(line) and re.search(r"[a-z]", line):
+                lines.append(line)
+        if lines:
+            kept.append("\n".join(lines))
+    return "\n\n".join(kept) + "\n"
+
+
+_HANGUL = re.compile(r"[가-힣]")
+_LETTER = re.compile(r"[^\W\d_]")
+_HELP_MARKUP = re.compile(r"Title is:|\$\[|%[A-Z]+|\s-\s|->|>|<|\[|\]|\{|\}|https?:|\\|/|\|")
+_SENTENCE_END = re.compile(r"[.?!。]['\"”’)]?$")
+
+
+def hangul_share(text: str) -> float:
+    """Share of the letters (any script; not digits or punctuation) that are Hangul; 0 for none."""
+    letters = _LETTER.findall(text)
+    return sum(1 for c in letters if _HANGUL.match(c)) / len(letters) if letters else 0.0
+
+
+def has_help_markup(text: str) -> bool:
+    """Whether text carries LibreOffice-help debris: "Title is:", $[officename], menu paths."""
+    return bool(re.search(r"Title is:|\$\[|%PRODUCTNAME|\w+ - \w+ - \w+|\w+ > \w+", text))
+
+
+def clean_korean(text: str, min_hangul: float = 0.85) -> str:
+    """Korean prose sentences only: a line is kept when it ends like a sentence, has at least
+    10 letters, `min_hangul` of them Hangul, no help markup or menu path, no run of 5+
+    digits and digits under 10% of its characters. Headings, UI labels and tables go."""
+    kept = []
+    for line in text.split("\n"):
+        line = " ".join(line.split())
+        if (len(_LETTER.findall(line)) >= 10 and _SENTENCE_END.search(line)
+                and hangul_share(line) >= min_hangul and not _HELP_MARKUP.search(line)
+                and not re.search(r"\d{5}", line)
+                and sum(c.isdigit() for c in line) < 0.1 * len(line)):
+            kept.append(line)
+    return "\n".join(kept) + "\n"
