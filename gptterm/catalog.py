@@ -80,7 +80,6 @@ SHIPPED = {
     "shakespeare-mini": ("en", "Tiny GPT-2 trained from scratch on Shakespeare (default)"),
     "sonnets-mini": ("en", "shakespeare-mini finetuned on sonnets and Milton"),
     "ko-mini": ("ko", "Tiny Korean GPT-2 with a KoGPT2-style tokenizer"),
-    "tang-mini": ("zh", "Tiny GPT-2 trained on Tang and Song poems"),
 }
 
 

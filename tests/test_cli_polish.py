@@ -88,8 +88,8 @@ def test_models_shows_each_context_window(capsys, monkeypatch, tmp_path):
     lines, rows = model_rows(capsys)
     column = lines[0].index("CONTEXT")
     assert lines[0].split() == ["NAME", "LANG", "CONTEXT", "OFFLINE", "FROM", "ABOUT"]
-    shipped = json.loads((REPO / "gptterm" / "models" / "tang-mini" / "config.json").read_text())
-    assert rows["tang-mini"][column:].split()[0] == str(shipped["n_positions"])
+    shipped = json.loads((REPO / "gptterm" / "models" / "ko-mini" / "config.json").read_text())
+    assert rows["ko-mini"][column:].split()[0] == str(shipped["n_positions"])
     assert rows["gpt2"][column:].split()[:2] == ["1024", "yes"]
     assert rows["kogpt2"][column:].split()[:2] == ["1024", "yes"]
     assert rows["distilgpt2"][column:].split()[:2] == ["?", "no"]  # not cached
@@ -120,8 +120,8 @@ def test_models_json_has_one_object_per_model_with_n_ctx(capsys, monkeypatch, tm
     assert (by_name["gpt2"]["n_ctx"], by_name["gpt2"]["available"]) == (1024, True)
     assert (by_name["distilgpt2"]["n_ctx"], by_name["distilgpt2"]["available"]) == (None, False)
     assert by_name["kogpt2"]["source"] == "skt/kogpt2-base-v2"
-    tang = json.loads((REPO / "gptterm" / "models" / "tang-mini" / "config.json").read_text())
-    assert by_name["tang-mini"]["n_ctx"] == tang["n_positions"]
+    ko = json.loads((REPO / "gptterm" / "models" / "ko-mini" / "config.json").read_text())
+    assert by_name["ko-mini"]["n_ctx"] == ko["n_positions"]
 
 
 def test_models_imports_no_model_library():
