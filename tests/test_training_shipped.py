@@ -9,6 +9,7 @@ import struct
 import pytest
 
 from gptterm import catalog, cli, paths
+from gptterm.training.corpus import hangul_share, has_help_markup
 
 COMMON_ENGLISH = {
     "the", "and", "to", "of", "i", "you", "my", "a", "that", "in", "is", "not", "me", "it",
@@ -23,9 +24,10 @@ COMMON_ENGLISH = {
     "day", "sweet", "fair",
 }
 PROMPTS = {"shakespeare-mini": "To be, or not to be", "sonnets-mini": "Shall I compare thee",
-           "ko-mini": "대한민국 헌법은", "tang-mini": "春眠不觉晓"}
+           "ko-mini": "대한민국 헌법은"}
+HANGUL = re.compile(r"[가-힣]")
 LIMIT_BYTES = 30 * 1024 * 1024
-OTHERS = ["sonnets-mini", "ko-mini", "tang-mini"]  # shipped next to the default
+OTHERS = ["sonnets-mini", "ko-mini"]  # shipped next to the default
 
 
 def shipped_names() -> list[str]:
@@ -65,10 +67,58 @@ def test_other_shipped_models_generate_in_their_language(name):
     text = generate(name)
     if name == "sonnets-mini":
         assert sum(w in COMMON_ENGLISH for w in re.findall(r"[a-z']+", text.lower())) >= 5
-    elif name == "ko-mini":
-        assert len(re.findall(r"[가-힣]", text)) >= 10, text
     else:
-        assert len(re.findall(r"[\u4e00-\u9fff]", text)) >= 10, text
+        assert len(re.findall(r"[가-힣]", text)) >= 10, text
+
+
+def test_tang_mini_is_no_longer_shipped():
+    """Removed (word salad at validation perplexity 675); gptterm/models/README.md says why."""
+    assert "tang-mini" not in catalog.SHIPPED
+    assert not (paths.shipped_models_dir() / "tang-mini").exists()
+
+
+# Everyday prompts and fixed seeds, sampled through the real engine with the default preset
+# (what a newcomer gets): the shipped models must not leak their corpora's debris.
+KO_PROMPTS = ["대한민국은", "옛날 옛적에", "오늘 날씨가", "우리 가족은"]
+EN_PROMPTS = ["Shall I compare thee", "When I consider", "O thou"]
+SEEDS = range(5)
+
+
+def engine_samples(name: str, prompts: list[str], n: int = 60) -> list[str]:
+    from gptterm.engine.client import EngineClient
+    from gptterm.presets import DEFAULT_PRESET, load_presets
+    from gptterm.protocol import Generate, TextDelta, new_request_id
+
+    preset = load_presets()[0][DEFAULT_PRESET]
+    out = []
+    with EngineClient(device="cpu") as client:
+        client.load(name, "cpu")
+        for prompt in prompts:
+            for seed in SEEDS:
+                parts: list[str] = []
+                command = Generate(new_request_id(), f"{prompt}/{seed}", prompt=prompt,
+                                   preset=preset, max_new_tokens=n, seed=seed)
+                done = client.generate(command, lambda e: parts.append(e.text)
+                                       if isinstance(e, TextDelta) else None)
+                assert done.reason in ("length", "eos"), done
+                out.append("".join(parts))
+    return out
+
+
+def test_sonnets_mini_writes_no_line_numbers_or_editorial_markup():
+    for text in engine_samples("sonnets-mini", EN_PROMPTS):
+        assert not re.search(r"\d|[_~\[\]]", text), text
+        assert sum(w in COMMON_ENGLISH for w in re.findall(r"[a-z']+", text.lower())) >= 5, text
+
+
+def test_the_debris_checks_catch_what_the_old_models_wrote():
+    """The checks above can fail: the old ko-mini's and sonnets-mini's replies trip them."""
+    assert hangul_share(" 350957968922095076599994359994") == 0.0
+    assert hangul_share("Title is: 대화 상자 편집기에서 콘트롤 만들기") < 0.9
+    assert has_help_markup("Title is: 항목 찾기") and has_help_markup("$[officename] Calc")
+    assert has_help_markup("도구 - 매크로 - 대화 상자 관리 를 선택한 다음")
+    assert not has_help_markup("옛날 옛적에 한 마을에 - 아니, 두 마을에 - 살았다.")
+    assert re.search(r"\d|[_~\[\]]", "141 780") and re.search(r"[_~]", "_I._Sure of Man_")
 
 
 def _safetensors_dtypes(path) -> set[str]:
