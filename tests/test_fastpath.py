@@ -210,3 +210,21 @@ def test_the_one_token_step_equals_the_general_forward_bit_for_bit(tiny):
         for a, b in zip(step.kv, general.kv):
             assert torch.equal(a[..., :n, :], b[..., :n, :])
         assert torch.equal(step.h[:, :n], general.h[:, :n])
+
+
+def test_greedy_with_history_steps_equals_transformers_generate(tiny):
+    """Plain greedy keeps no history; steps that read it (repetition penalty, no repeated
+    n-grams) still see every token, prompt and reply, as transformers' processors do."""
+    tok, model = tiny
+    ids = tok(PROMPTS[1]).input_ids
+    n = 24
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids),
+                             dtype=torch.long), do_sample=False, max_new_tokens=n,
+                             min_new_tokens=n, pad_token_id=0, repetition_penalty=1.3,
+                             no_repeat_ngram_size=2)
+    preset = Preset(method="greedy", repetition_penalty=1.3, no_repeat_ngram_size=2)
+    dec = Decoder(model, CacheEntry(), "cpu", model.config.n_positions)
+    got = list(sample_tokens(dec, dec.prefill(ids)[0], preset=preset, prompt_ids=ids,
+                             max_new_tokens=n, eos_token_id=None, seed=0))
+    assert got == out[0, len(ids):].tolist()

@@ -42,15 +42,18 @@ def sample_tokens(dec: Decoder, logits: torch.Tensor, *, preset: Preset, prompt_
     history[: len(prompt_ids)] = torch.tensor(prompt_ids, dtype=torch.long)
     length = len(prompt_ids)
     for step in range(max_new_tokens):
-        scores = sampling.apply_chain(chain, history[None, :length], logits[None])
-        token = int(sampling.pick(scores, preset, generator)[0])
+        # No filter step (plain greedy or sampling): no history to keep, no views per token.
+        scores = (sampling.apply_chain(chain, history[None, :length], logits[None]) if chain
+                  else logits[None])
+        token = sampling.pick(scores, preset, generator)[0].item()
         if inspect_top_k and on_alternatives is not None:
             probs = torch.softmax(scores[0].float(), dim=-1)
             top = torch.topk(probs, min(inspect_top_k, probs.shape[-1]))
             on_alternatives(list(zip(top.indices.tolist(), top.values.tolist())))
         yield token
-        history[length] = token
-        length += 1
+        if chain:
+            history[length] = token
+            length += 1
         if step + 1 < max_new_tokens:
             logits = dec.advance(token)
 
