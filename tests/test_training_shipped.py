@@ -98,7 +98,7 @@ def engine_samples(name: str, prompts: list[str], n: int = 60) -> list[str]:
                 parts: list[str] = []
                 command = Generate(new_request_id(), f"{prompt}/{seed}", prompt=prompt,
                                    preset=preset, max_new_tokens=n, seed=seed)
-                done = client.generate(command, lambda e: parts.append(e.text)
+                done = client.generate(command, lambda e, parts=parts: parts.append(e.text)
                                        if isinstance(e, TextDelta) else None)
                 assert done.reason in ("length", "eos"), done
                 out.append("".join(parts))
