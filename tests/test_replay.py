@@ -76,15 +76,18 @@ def test_playback_at_speed_1_takes_the_recorded_time(capsys):
     recorded = replay.recorded_seconds(store.turns(sid))
     assert recorded == pytest.approx(1.1)
     store.close()
+    # The recorded pauses are kept (never played faster); a busy machine may only add to
+    # them, so the upper bounds are generous and only the order of the speeds is compared.
     t0 = time.monotonic()
     assert main(["replay", "timed"]) == 0
     took = time.monotonic() - t0
-    assert abs(took - recorded) <= 0.1 * recorded, took
+    assert 0.95 * recorded <= took <= recorded + 5.0, took
     assert capsys.readouterr().out == "Count: 0 1 2 3 4 5 6 More: 7 8 9 10 11 12\n"
     t0 = time.monotonic()
     assert main(["replay", sid, "--speed", "4"]) == 0
-    took = time.monotonic() - t0
-    assert abs(took - recorded / 4) <= 0.1 * recorded, took
+    faster = time.monotonic() - t0
+    assert 0.95 * recorded / 4 <= faster <= recorded / 4 + 5.0, faster
+    assert faster < took
 
 
 def test_replay_bad_input_is_one_line(capsys):
