@@ -16,7 +16,7 @@ Write MODEL (a shipped model, a folder from `gptterm train` or `finetune`, or a
 downloaded hub GPT-2) as a GGUF file that llama.cpp's llama-server (and Ollama) loads.
 
 Byte-level BPE tokenizers (GPT-2's, and `gptterm train --tokenizer bpe`) are written
-as they are; a SentencePiece-style tokenizer (ko-mini, tang-mini, `--tokenizer
+as they are; a SentencePiece-style tokenizer (ko-mini, `--tokenizer
 sentencepiece`) cannot be expressed the same way in llama.cpp and is refused.
 
 --dtype: f32 keeps the weights exactly (bf16 checkpoints widen without loss); f16
