@@ -29,6 +29,9 @@ class CacheEntry:
     ids: list[int] = field(default_factory=list)
     past: Any = None  # the runner's cache (runner.py), batch 1; None when empty
     offset: int = 0
+    # With a pinned memory: where the text after it starts in the session's ids (the
+    # window holds the memory, then the session from here; see engine/window.py).
+    rest_start: int = 0
     last_used: float = field(default_factory=time.monotonic)
 
     @property

@@ -154,7 +154,7 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
     kept = window.pinned_kept(pinned, lm.n_ctx, need)
     # With a pinned memory the cache holds the window from 0 (offset 0); the start of the
     # rest of the context is kept on the entry, so the next turn keeps it too.
-    before = (getattr(entry, "rest_start", 0) if kept else entry.offset) if entry.ids else 0
+    before = (entry.rest_start if kept else entry.offset) if entry.ids else 0
     start = command.window_start
     if start is None or not 0 <= start < len(full):
         start = window.place_pinned(len(full), pinned, before, lm.n_ctx, need)

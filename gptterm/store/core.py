@@ -243,7 +243,7 @@ class Store:
 
     def turns(self, session_id: str) -> list[Turn]:
         """The session's chosen path, oldest first, each turn with its alternatives figures."""
-        rows = self.db.read(f"SELECT t.*{_ALT_FIGURES} FROM turns t"
+        rows = self.db.read(f"SELECT t.*{ALT_FIGURES} FROM turns t"
                             " WHERE t.session_id = ? AND t.on_path = 1 ORDER BY t.idx",
                             (session_id,))
         return [turn_from_row(r) for r in rows]
@@ -251,14 +251,14 @@ class Store:
     def tree_turns(self, session_id: str) -> list[Turn]:
         """Every turn of the session, alternatives and the turns after them too, in the
         order they were written (each after the turns it follows)."""
-        rows = self.db.read(f"SELECT t.*{_ALT_FIGURES} FROM turns t WHERE t.session_id = ?"
+        rows = self.db.read(f"SELECT t.*{ALT_FIGURES} FROM turns t WHERE t.session_id = ?"
                             " ORDER BY t.id", (session_id,))
         return [turn_from_row(r) for r in rows]
 
     def alternatives(self, turn_id: int) -> list[Turn]:
         """The turn and its alternatives (same parent, same role), oldest first."""
         turn = self.get_turn(turn_id)
-        rows = self.db.read(f"SELECT t.*{_ALT_FIGURES} FROM turns t WHERE t.session_id = ?"
+        rows = self.db.read(f"SELECT t.*{ALT_FIGURES} FROM turns t WHERE t.session_id = ?"
                             " AND t.parent_id IS ? AND t.role = ? ORDER BY t.id",
                             (turn.session_id, turn.parent_id, turn.role))
         return [turn_from_row(r) for r in rows]
@@ -301,7 +301,7 @@ class Store:
         return [r["text"].lstrip("\n") for r in reversed(rows)]
 
     def get_turn(self, turn_id: int) -> Turn:
-        rows = self.db.read(f"SELECT t.*{_ALT_FIGURES} FROM turns t WHERE t.id = ?", (turn_id,))
+        rows = self.db.read(f"SELECT t.*{ALT_FIGURES} FROM turns t WHERE t.id = ?", (turn_id,))
         if not rows:
             raise StoreError(f"no turn with id {turn_id}")
         return turn_from_row(rows[0])
@@ -608,7 +608,7 @@ def _insert_turn_row(conn: sqlite3.Connection, turn: Turn, writer: str | None, *
 # `on_path` marks the turns from the chosen first turn down through chosen turns.
 
 # How many alternatives a turn has (same parent, same role) and its place among them.
-_ALT_FIGURES = (
+ALT_FIGURES = (
     ", (SELECT count(*) FROM turns s WHERE s.session_id = t.session_id"
     " AND s.parent_id IS t.parent_id AND s.role = t.role) AS n_alt"
     ", (SELECT count(*) FROM turns s WHERE s.session_id = t.session_id"
@@ -616,7 +616,7 @@ _ALT_FIGURES = (
 
 
 def _alt_figures(conn: sqlite3.Connection, turn_id: int) -> tuple[int, int]:
-    row = conn.execute(f"SELECT 0{_ALT_FIGURES} FROM turns t WHERE t.id = ?",
+    row = conn.execute(f"SELECT 0{ALT_FIGURES} FROM turns t WHERE t.id = ?",
                        (turn_id,)).fetchone()
     return row["n_alt"], row["alt_pos"]
 

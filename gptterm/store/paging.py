@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from gptterm.store.core import _ALT_FIGURES as ALT_FIGURES  # the one "2/3" query
+from gptterm.store.core import ALT_FIGURES  # the one "2/3" query
 from gptterm.store.records import Turn, turn_from_row
 
 _END = 2**63 - 1  # past every turn position: "the newest turns"
