@@ -153,7 +153,15 @@ def typical_p(mass: float, min_keep: int = 1) -> Step:
 
 
 def build_chain(preset: Preset, *, eos_token_id: int | None, prompt_len: int) -> list[Step]:
-    """The active filter steps of `preset`, in `preset.order`; no-op steps are left out.
+    """The active filter steps of `preset`, in `preset.order` (see `named_chain`)."""
+    return [step for _, step in named_chain(preset, eos_token_id=eos_token_id,
+                                            prompt_len=prompt_len)]
+
+
+def named_chain(preset: Preset, *, eos_token_id: int | None,
+                prompt_len: int) -> list[tuple[str, Step]]:
+    """The active filter steps of `preset` with their `order` names, in `preset.order`;
+    no-op steps are left out (the inspector names each stage after its step).
 
     Warpers (temperature, top-k, top-p, min-p, typical) only act when `preset.method` is
     "sample", as in transformers. `min_new_tokens` needs the end-of-sequence id and the
@@ -173,7 +181,7 @@ def build_chain(preset: Preset, *, eos_token_id: int | None, prompt_len: int) ->
         "min_p": lambda: min_p(preset.min_p),
         "typical_p": lambda: typical_p(preset.typical_p),
     }
-    return [makers[name]() for name in preset.order if name in active]
+    return [(name, makers[name]()) for name in preset.order if name in active]
 
 
 def apply_chain(chain: list[Step], history: torch.LongTensor,
