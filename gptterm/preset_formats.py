@@ -26,6 +26,7 @@ from typing import Any
 from gptterm.presets import (
     DEFAULT_ORDER, DRY_BREAKERS, Preset, PresetError, active_steps, logit_bias_token_id,
 )
+from gptterm.textsafe import inert
 from gptterm.tomlfiles import one_line, show_value
 
 FORMATS = ("hf", "webui", "llama.cpp")
@@ -376,7 +377,8 @@ def read_text(text: str, where: str) -> tuple[dict[str, Any], bool]:
 def detect(data: Mapping[str, Any], is_json: bool, where: str) -> str:
     """Which tool's preset `data` is, by the keys only that tool uses.
 
-    A YAML file that is not JSON can only be a webui preset. Raises FormatError (one line
+    A YAML file that is not JSON can only be a webui preset; a JSON file is one only when
+    it holds keys only webui uses. Raises FormatError (one line
     naming the file and what was expected) when no tool's keys fit, or when the keys fit
     more than one equally.
     """
@@ -387,6 +389,8 @@ def detect(data: Mapping[str, Any], is_json: bool, where: str) -> str:
         others = set().union(*(TABLES[o].known() for o in FORMATS if o != name))
         own = TABLES[name].known()
         scores[name] = (len(keys & (own - others)), len(keys & own))
+    if is_json and scores["webui"][0] == 0:
+        del scores["webui"]  # webui writes YAML: a JSON file is webui's only by its own keys
     best = max(scores.values())
     winners = [name for name, score in scores.items() if score == best]
     if best[1] == 0:
@@ -400,8 +404,11 @@ def detect(data: Mapping[str, Any], is_json: bool, where: str) -> str:
 # --- their fields -> gptterm values ----------------------------------------------------
 
 
-def _note(where: str, key: str, value: Any, why: str, *, tool: str = "gptterm") -> str:
-    return f"{where}: field {key} = {show_value(value)}: not expressible in {tool} ({why})"
+def _note(where: str, key: str, value: Any, why: str) -> str:
+    """One line for a field of the file gptterm cannot express (the key shown inert: it
+    comes from the file)."""
+    return (f"{where}: field {inert(key, single_line=True)} = {show_value(value)}: "
+            f"not expressible in gptterm ({why})")
 
 
 def to_values(fmt: str, data: Mapping[str, Any], where: str) -> tuple[dict[str, Any], list[str]]:
@@ -856,7 +863,8 @@ def import_text(text: str, name: str, where: str, fmt: str | None = None
     data, is_json = read_text(text, where)
     fmt = fmt or detect(data, is_json, where)
     values, notes = to_values(fmt, data, where)
-    values["description"] = f"Imported from {where.rsplit('/', 1)[-1]} ({TOOLS[fmt]})"
+    source = inert(where.rsplit("/", 1)[-1], single_line=True)
+    values["description"] = f"Imported from {source} ({TOOLS[fmt]})"
     try:
         preset = presets.from_mapping(values, name=name, where=where)
     except PresetError as exc:
