@@ -24,7 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gptterm.presets import (
-    DEFAULT_ORDER, DRY_BREAKERS, Preset, PresetError, active_steps, logit_bias_token_id,
+    DEFAULT_ORDER,
+    DRY_BREAKERS,
+    Preset,
+    PresetError,
+    active_steps,
+    logit_bias_token_id,
 )
 from gptterm.textsafe import inert
 from gptterm.tomlfiles import one_line, show_value
@@ -96,7 +101,7 @@ def _sigma_in(value: Any) -> Any:
 
 
 def _sigma_webui(value: float) -> float:
-    return value if value > 0 else 0  # webui writes off as 0
+    return max(0, value)  # webui writes off as 0
 
 
 def _number(value: Any) -> bool:
@@ -733,8 +738,8 @@ def _order_note(where: str, eff: dict, fixed: list[str], tool: str) -> list[str]
     """A note when the active steps run in an order the tool cannot follow."""
     if [s for s in eff["order"] if s in fixed] == [s for s in fixed if s in eff["order"]]:
         return []
-    return [f"{where}: field order = {show_value(eff['order'])}: not expressible in {tool} "
-            f"(it runs them as {', '.join(s for s in fixed if s in eff['order'])})"]
+    return [(f"{where}: field order = {show_value(eff['order'])}: not expressible in {tool} "
+            f"(it runs them as {', '.join(s for s in fixed if s in eff['order'])})")]
 
 
 def _hf_out(preset: Preset, eff: dict, out: dict, notes: list[str]) -> None:

@@ -28,8 +28,8 @@ def named(notes: list[str]) -> set[str]:
 
 
 @pytest.mark.parametrize("text, where, fmt", [
-    ('{"_from_model_config": true, "bos_token_id": 50256, "eos_token_id": 50256, '
-     '"transformers_version": "4.26.0"}', "generation_config.json", "hf"),
+    (('{"_from_model_config": true, "bos_token_id": 50256, "eos_token_id": 50256, '
+     '"transformers_version": "4.26.0"}'), "generation_config.json", "hf"),
     ('{"do_sample": true, "num_beams": 1, "temperature": 0.7}', "g.json", "hf"),
     ('{"prompt": "Hi", "n_predict": 64, "temperature": 0.7}', "body.json", "llama.cpp"),
     ('{"repeat_penalty": 1.1}', "body.json", "llama.cpp"),
@@ -47,8 +47,8 @@ def test_detect_by_the_keys_only_one_tool_uses(text, where, fmt):
     ("{unclosed: [", "neither JSON nor YAML"),
     ('{"colour": "blue"}', "no setting gptterm knows"),
     ("colour: blue\n", "no setting gptterm knows"),
-    ('{"temperature": 0.7}', "its keys fit an HF generation_config.json and a llama.cpp "
-                             "server request body (JSON): name one with --format"),
+    ('{"temperature": 0.7}', ("its keys fit an HF generation_config.json and a llama.cpp "
+                             "server request body (JSON): name one with --format")),
 ])
 def test_unrecognisable_file_is_one_line_naming_file_and_what_was_expected(text, expected):
     with pytest.raises(pf.FormatError) as info:
@@ -261,7 +261,7 @@ _words = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_s
 def presets(draw) -> Preset:
     method = draw(st.sampled_from(["greedy", "sample", "beam", "contrastive"]))
     values: dict = {"method": method}
-    maybe = lambda s: draw(st.none() | s)  # noqa: E731
+    maybe = lambda s: draw(st.none() | s)
     probability = st.floats(0.01, 1.0)
     for key, strategy in {
         "temperature": st.floats(0.05, 5.0), "top_k": st.integers(0, 200),

@@ -174,17 +174,17 @@ def run_export(args: argparse.Namespace) -> int:
             raise UsageError(broken[0])
         raise UsageError(f"no preset named {args.name!r}: expected one of "
                          f"{', '.join(sorted(loaded)) or '(none loaded)'}")
+    out = Path(args.output) if args.output is not None else None
+    shown = inert(str(out), single_line=True)
+    if out is not None and out.is_file() and not args.force:
+        raise UsageError(f"{shown} exists: expected --force to replace it")
     data, notes = preset_formats.from_preset(args.fmt, preset)
     text = preset_formats.dumps(args.fmt, data)
     for line in notes:  # stderr: stdout is the file
         print(line, file=sys.stderr)
-    if args.output is None:
+    if out is None:
         sys.stdout.write(text)
         return 0
-    out = Path(args.output)
-    shown = inert(str(out), single_line=True)
-    if out.exists() and out.is_file() and not args.force:
-        raise UsageError(f"{shown} exists: expected --force to replace it")
     try:
         replace_file(out, text)
     except OSError as exc:
