@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -21,17 +21,26 @@ from gptterm.tomlfiles import load_dirs, read_toml, show_value
 
 METHODS = ("greedy", "sample", "beam", "contrastive")
 
-# Filter steps in the order transformers applies them in `generate`.
+# Filter steps in the order transformers applies them in `generate`, with the modern
+# samplers where llama.cpp's default chain puts them (logit_bias and banned_strings first,
+# dry after the penalties, top_n_sigma before the truncations, xtc after them).
 DEFAULT_ORDER = (
+    "logit_bias",
+    "banned_strings",
     "repetition_penalty",
     "no_repeat_ngram",
     "min_new_tokens",
+    "dry",
+    "top_n_sigma",
     "temperature",
     "top_k",
     "top_p",
     "min_p",
     "typical_p",
+    "xtc",
 )
+
+DRY_BREAKERS = ("\n", ":", "\"", "*")  # llama.cpp's default DRY sequence breakers
 
 
 class PresetError(ValueError):
@@ -64,6 +73,18 @@ class Preset:
     # model's catalog entry decides, else a newline).
     turn_separator: str | None = None
     order: tuple[str, ...] = DEFAULT_ORDER
+    # Modern samplers (each off at its default). logit_bias: (key, bias) pairs, a key being
+    # a token id in decimal digits or a string whose every token gets the bias.
+    logit_bias: tuple[tuple[str, float], ...] = ()
+    banned_strings: tuple[str, ...] = ()
+    dry_multiplier: float = 0.0
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
+    dry_penalty_last_n: int = -1  # -1: the whole context
+    dry_sequence_breakers: tuple[str, ...] = DRY_BREAKERS
+    xtc_probability: float = 0.0
+    xtc_threshold: float = 0.1
+    top_n_sigma: float = -1.0  # <= 0: off
     source: str = field(default="", compare=False)
 
     def values(self) -> dict[str, Any]:
@@ -72,6 +93,9 @@ class Preset:
         data.pop("source")
         data["stop"] = list(self.stop)
         data["order"] = list(self.order)
+        data["logit_bias"] = dict(self.logit_bias)
+        data["banned_strings"] = list(self.banned_strings)
+        data["dry_sequence_breakers"] = list(self.dry_sequence_breakers)
         return data
 
     def replace(self, **changes: Any) -> Preset:
@@ -87,17 +111,22 @@ class Preset:
                 continue
             value = getattr(self, f.name)
             if value != getattr(neutral, f.name):
-                parts.append(f"{f.name}={value}")
+                shown = dict(value) if f.name == "logit_bias" else value
+                parts.append(f"{f.name}={shown}")
         return " ".join(parts)
 
 
 _KNOWN = {f.name: f for f in fields(Preset) if f.name != "source"}
 FIELD_NAMES = frozenset(_KNOWN)  # the keys a preset file (or a stored turn's preset) may hold
-_INT = {"top_k", "no_repeat_ngram_size", "num_beams", "max_new_tokens", "min_new_tokens"}
+_INT = {"top_k", "no_repeat_ngram_size", "num_beams", "max_new_tokens", "min_new_tokens",
+        "dry_allowed_length", "dry_penalty_last_n"}
 _FLOAT = {
     "temperature", "top_p", "typical_p", "min_p", "repetition_penalty",
-    "length_penalty", "penalty_alpha",
+    "length_penalty", "penalty_alpha", "dry_multiplier", "dry_base", "xtc_probability",
+    "xtc_threshold", "top_n_sigma",
 }
+_STRINGS = {"stop", "order", "banned_strings", "dry_sequence_breakers"}
+LOGIT_BIAS_LIMIT = 100.0  # |bias| at most this, or -inf (a ban)
 
 
 
@@ -128,7 +157,9 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise bad("true or false")
         return value
-    if key in ("stop", "order"):
+    if key == "logit_bias":
+        return _coerce_logit_bias(value, bad, where)
+    if key in _STRINGS:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
@@ -137,6 +168,39 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     if not isinstance(value, str):
         raise bad("a string")
     return value
+
+
+def _coerce_logit_bias(value: Any, bad: Callable[[str], PresetError],
+                       where: str) -> tuple[tuple[str, float], ...]:
+    """A table of key -> bias (or the stored pairs) as (key, float) pairs."""
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
+    elif isinstance(value, (list, tuple)) and all(
+            isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
+        pairs = [tuple(p) for p in value]
+    else:
+        raise bad("a table of token id or string = bias")
+    out: dict[str, float] = {}
+    for key, bias in pairs:
+        shown = f"{where}: logit_bias[{show_value(key)}] = {show_value(bias)}"
+        if not isinstance(key, str) or not key:
+            raise PresetError(f"{shown}: expected a non-empty string or token id as the key")
+        if isinstance(bias, bool) or not isinstance(bias, (int, float)):
+            raise PresetError(f"{shown}: expected a number or -inf")
+        try:
+            number = float(bias)
+        except OverflowError:
+            number = math.inf
+        if not (number == -math.inf or abs(number) <= LOGIT_BIAS_LIMIT):
+            raise PresetError(f"{shown}: expected a number in [-{LOGIT_BIAS_LIMIT:g}, "
+                              f"{LOGIT_BIAS_LIMIT:g}] or -inf (a ban)")
+        out[key] = number
+    return tuple(out.items())
+
+
+def logit_bias_token_id(key: str) -> int | None:
+    """The token id a logit_bias key names (decimal digits), or None for a string key."""
+    return int(key) if key.isascii() and key.isdigit() else None
 
 
 def _check_ranges(p: Preset, where: str) -> None:
@@ -169,6 +233,19 @@ def _check_ranges(p: Preset, where: str) -> None:
          "an integer with 0 <= seed < 2**63"),
         (p.turn_separator is None or len(p.turn_separator) <= 16, "turn_separator",
          p.turn_separator, "a string of at most 16 characters"),
+        (0 <= p.dry_multiplier <= 100, "dry_multiplier", p.dry_multiplier,
+         "in [0, 100] (0 turns DRY off)"),
+        (1 <= p.dry_base <= 100, "dry_base", p.dry_base, "in [1, 100]"),
+        (0 <= p.dry_allowed_length <= INT_MAX, "dry_allowed_length", p.dry_allowed_length,
+         f"in [0, {INT_MAX}]"),
+        (-1 <= p.dry_penalty_last_n <= INT_MAX, "dry_penalty_last_n", p.dry_penalty_last_n,
+         f"in [-1, {INT_MAX}] (-1: the whole context, 0 turns DRY off)"),
+        (all(0 < len(s) <= 40 for s in p.dry_sequence_breakers), "dry_sequence_breakers",
+         list(p.dry_sequence_breakers), "strings of 1 to 40 characters"),
+        (0 <= p.xtc_probability <= 1, "xtc_probability", p.xtc_probability,
+         "in [0, 1] (0 turns XTC off)"),
+        (0 <= p.xtc_threshold <= 0.5, "xtc_threshold", p.xtc_threshold, "in [0, 0.5]"),
+        (p.top_n_sigma <= 100, "top_n_sigma", p.top_n_sigma, "at most 100 (<= 0 turns it off)"),
     ]
     for ok, key, value, expected in checks:
         if not ok:
@@ -188,6 +265,8 @@ def _check_ranges(p: Preset, where: str) -> None:
         )
     if any(s == "" for s in p.stop):
         raise PresetError(f"{where}: stop has an empty string: expected non-empty strings")
+    if any(s == "" for s in p.banned_strings):
+        raise PresetError(f"{where}: banned_strings has an empty string: expected non-empty strings")
 
 
 def active_steps(p: Preset) -> list[str]:
@@ -195,9 +274,18 @@ def active_steps(p: Preset) -> list[str]:
 
     Temperature, top-k, top-p, min-p and typical only act when sampling, as in
     transformers; top_k is the candidate count of contrastive search, not a filter.
+    The modern samplers follow the same rule: logit_bias, banned_strings and DRY change
+    scores (processors, every method), top-n-sigma and XTC cut the distribution drawn
+    from (warpers, sampling only: top-n-sigma never drops the top token, and XTC is a
+    random cut).
     """
     sampling = p.method == "sample"
     on = {
+        "logit_bias": bool(p.logit_bias),
+        "banned_strings": bool(p.banned_strings),
+        "dry": p.dry_multiplier > 0 and p.dry_penalty_last_n != 0,
+        "top_n_sigma": sampling and p.top_n_sigma > 0,
+        "xtc": sampling and p.xtc_probability > 0,
         "repetition_penalty": p.repetition_penalty != 1.0,
         "no_repeat_ngram": p.no_repeat_ngram_size > 0,
         "min_new_tokens": p.min_new_tokens > 0,
