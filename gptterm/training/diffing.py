@@ -71,7 +71,8 @@ def context_of(tokenizer: Any, ids: list[int], position: int) -> tuple[str, str]
     start = max(0, target - CONTEXT_TOKENS)
     before = tokenizer.decode(ids[start:target])
     with_token = tokenizer.decode(ids[start:target + 1])
-    common = len(os.path.commonprefix([before, with_token]))
+    # An incomplete character decodes to U+FFFD in both: it belongs to the token.
+    common = len(os.path.commonprefix([before, with_token]).rstrip("\ufffd"))
     context = with_token[:common]
     if start > 0:  # the window may begin inside a character
         context = context.lstrip("\ufffd")
