@@ -33,23 +33,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_diff)
 
 
-def shown(text: str) -> str:
-    """A context or token on one line: newlines as ⏎, control characters made visible."""
-    return inert(text.replace("\n", "⏎"), single_line=True)
-
-
 def report(result: dict) -> list[str]:
-    """The lines `gptterm diff` prints without --json."""
-    lines = [f"A: {shown(result['model_a'])}",
-             f"B: {shown(result['model_b'])}",
-             f"{result['tokens']:,} tokens of {shown(result['file'])}",
+    """The lines `gptterm diff` prints without --json: a token as the inspector shows it
+    (quoted, its spaces and newlines visible), its context inert on one line."""
+    lines = [f"A: {inert(result['model_a'], single_line=True)}",
+             f"B: {inert(result['model_b'], single_line=True)}",
+             f"{result['tokens']:,} tokens of {inert(result['file'], single_line=True)}",
              f"perplexity A: {result['perplexity_a']:.2f}",
              f"perplexity B: {result['perplexity_b']:.2f}"]
     for title, rows in (("B gains most over A", result["gains"]),
                         ("B loses most to A", result["losses"])):
-        lines += ["", f"{title} (log p_B - log p_A, nats; the token in [brackets]):"]
-        lines += [f"  {row['delta']:+8.3f}  {shown(row['context'])}[{shown(row['token'])}]"
-                  for row in rows] or ["  none"]
+        lines += ["", f"{title} (log p_B - log p_A in nats, the token, the text before it):"]
+        lines += [f"  {row['delta']:+8.3f}  {row['token']!r:<12} after "
+                  f"\"{inert(row['context'], single_line=True)}\"" for row in rows] or ["  none"]
     return lines
 
 
