@@ -176,7 +176,10 @@ def test_swapping_the_models_swaps_gains_and_losses(arrays, top):
     a, b = arrays
     gains, losses = rank(a, b, top)
     back_gains, back_losses = rank(b, a, top)
-    flip = lambda changes: [Change(c.position, -c.delta) for c in changes]  # noqa: E731
+
+    def flip(changes):
+        return [Change(c.position, -c.delta) for c in changes]
+
     assert back_gains == flip(losses) and back_losses == flip(gains)
 
 
