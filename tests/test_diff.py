@@ -200,3 +200,14 @@ def test_context_ends_where_the_token_begins(tiny_model_dir):
         # leaves incomplete shows as U+FFFD in the token's text).
         assert token and (context + token).rstrip("\ufffd") in text
         assert "\ufffd" not in context
+
+
+def test_the_command_module_loads_neither_torch_nor_textual():
+    import subprocess
+    import sys
+
+    code = ("import sys, gptterm.commands.diff, gptterm.training.diffing; "
+            "print(sorted({'torch', 'transformers', 'textual'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

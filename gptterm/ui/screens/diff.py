@@ -109,11 +109,11 @@ class DiffScreen(ModalScreen[None]):
                 "Enter runs · Esc stops a run, else closes", "dim"), id="diff-subtitle")
             with Horizontal(classes="diff-row"):
                 yield Label("A")
-                yield Select(options, value=self.model_a or Select.BLANK, allow_blank=False,
-                             id="diff-a")
+                yield Select(options, value=self.model_a or Select.BLANK,
+                             allow_blank=not options, id="diff-a")
                 yield Label(" B")
-                yield Select(options, value=self.model_b or Select.BLANK, allow_blank=False,
-                             id="diff-b")
+                yield Select(options, value=self.model_b or Select.BLANK,
+                             allow_blank=not options, id="diff-b")
             with Horizontal(classes="diff-row"):
                 yield Label("file")
                 yield Input(placeholder="a UTF-8 text file", id="diff-file")
