@@ -172,7 +172,8 @@ def _parse_turn(t: Any, i: int, session_id: str, need: _Check) -> Turn:
     need(t.get("role") in ROLES, f"{at}.role", " or ".join(repr(r) for r in ROLES))
     need(is_text(t.get("text")), f"{at}.text", "a string")
     need(t.get("model") is None or is_text(t["model"]), f"{at}.model", "a string or null")
-    need(t.get("preset") is None or is_flat_object(t["preset"], lists=True), f"{at}.preset",
+    need(t.get("preset") is None or is_flat_object(t["preset"], lists=True, objects=True),
+         f"{at}.preset",
          "null or an object of JSON scalars or lists of them (numbers finite)")
     seed = t.get("seed")
     need(seed is None or is_seed(seed), f"{at}.seed", "null or an integer 0 <= seed < 2**63")

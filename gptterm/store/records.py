@@ -147,10 +147,10 @@ def is_token_id(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < TOKEN_ID_MAX
 
 
-def is_flat_object(v: Any, *, lists: bool) -> bool:
+def is_flat_object(v: Any, *, lists: bool, objects: bool = False) -> bool:
     """An object with text keys and scalar values; with `lists`, a value may also be a list
-    of scalars or an object of text keys to scalars or infinities (a preset's logit_bias,
-    where -inf bans a token)."""
+    of scalars; with `objects`, an object of text keys to scalars or infinities (a preset's
+    logit_bias, where -inf bans a token)."""
     if not isinstance(v, dict):
         return False
     for key, value in v.items():
@@ -159,7 +159,7 @@ def is_flat_object(v: Any, *, lists: bool) -> bool:
         if lists and isinstance(value, list):
             if not all(is_scalar(x) for x in value):
                 return False
-        elif lists and isinstance(value, dict):
+        elif objects and isinstance(value, dict):
             if not all(is_text(k) and (is_scalar(x) or x in (math.inf, -math.inf))
                        for k, x in value.items()):
                 return False
@@ -256,7 +256,7 @@ def turn_from_row(row: sqlite3.Row | Mapping[str, Any]) -> Turn:
         role=row["role"] if row["role"] in ROLES else "model",
         text=_str(row["text"]),
         model=row["model"] if isinstance(row["model"], str) else None,
-        preset=preset if is_flat_object(preset, lists=True) else None,
+        preset=preset if is_flat_object(preset, lists=True, objects=True) else None,
         seed=row["seed"] if is_seed(row["seed"]) else None,
         token_ids=token_ids if isinstance(token_ids, list) and all(
             is_token_id(t) for t in token_ids) else [],
