@@ -189,6 +189,27 @@ class Started:
 
 
 @dataclass(frozen=True)
+class StageTop:
+    """One stage of the sampling chain for one token: `stage` ("model", a step's name in
+    the preset's `order`, or "final") and its most probable tokens as (id, text,
+    probability), most probable first; tokens the stage removed are left out."""
+
+    stage: str
+    top: tuple[tuple[int, str, float], ...]
+
+
+@dataclass(frozen=True)
+class TokenInspect:
+    """What every stage of the chain made of one generated token's distribution: the
+    token drawn (`chosen`, its own text `text`) and the stages in order, "model" first and
+    "final" (what was drawn from) last."""
+
+    chosen: int
+    stages: tuple[StageTop, ...]
+    text: str = ""
+
+
+@dataclass(frozen=True)
 class TextDelta:
     """New printable text and the tokens that produced it.
 
@@ -198,7 +219,9 @@ class TextDelta:
     `distribution` says which probabilities they are: "final" (what the sampler drew
     from, after every filter) or "raw" (the model's softmax, before any). A server may
     not report token ids: `token_ids` is then empty, and `alternatives` has one entry
-    per token all the same.
+    per token all the same. `inspect` holds, per token in `token_ids`, every chain stage's
+    top candidates (`TokenInspect`) when inspection is on (an in-process greedy, sampled or
+    contrastive reply).
     """
 
     request_id: str
@@ -207,6 +230,7 @@ class TextDelta:
     alternatives: tuple[tuple[tuple[str, float], ...], ...] = ()
     replace: bool = False
     distribution: Literal["final", "raw"] = "final"
+    inspect: tuple[TokenInspect, ...] = ()
 
 
 DoneReason = Literal["eos", "length", "stop", "cancelled"]
