@@ -27,10 +27,13 @@ def top_of(scores: torch.Tensor, k: int) -> Top:
     (score -inf) left out; ties go to the lower id, as argmax picks them."""
     row = scores.reshape(-1).float()
     probs = torch.softmax(row, dim=-1)
-    values, ids = torch.topk(row, min(k, row.shape[-1]))
-    kept = [(int(i), float(probs[i])) for i, v in zip(ids.tolist(), values.tolist())
-            if v != float("-inf")]
-    return tuple(sorted(kept, key=lambda pair: (-pair[1], pair[0])))
+    # topk breaks ties at its cut arbitrarily: take every token tied with the k-th, then
+    # a stable sort of those (in id order) by score.
+    kth = torch.topk(row, min(k, row.shape[-1])).values[-1]
+    ids = torch.nonzero(row >= kth if kth > float("-inf") else row > kth).flatten()
+    order = torch.sort(row[ids], descending=True, stable=True).indices[:k]
+    ids = ids[order]
+    return tuple(zip(ids.tolist(), probs[ids].tolist()))
 
 
 def capture(named: Sequence[tuple[str, Callable]], history: torch.Tensor,
