@@ -92,6 +92,8 @@ KEY_ACTIONS = (
               "save the session as Markdown, JSON or plain text", show=False),
     KeyAction("toggle_inspector", "ctrl+l", "toggle_inspector", "Inspector",
               "show each new token's top candidates", show=False),
+    KeyAction("stages", "alt+i", "stages", "Stages",
+              "every sampling stage of each token of a reply, with a heat strip", show=False),
     KeyAction("compare_presets", "ctrl+f", "compare_presets", "Compare",
               "try 2-3 presets side by side (not saved)", show=False),
     KeyAction("replay", "f8", "replay", "Replay", "replay the session with its timing",
