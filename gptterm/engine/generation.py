@@ -49,11 +49,11 @@ def sample_tokens(dec: Decoder, logits: torch.Tensor, *, preset: Preset, prompt_
     history[: len(prompt_ids)] = torch.tensor(prompt_ids, dtype=torch.long)
     length = len(prompt_ids)
     for step in range(max_new_tokens):
-        # No filter step (plain greedy or sampling): no history to keep, no views per token.
-        if staged:
+        if staged:  # the chain step by step, each stage's top noted
             scores, stages = capture(named, history[None, :length], logits[None], inspect_top_k)
             on_stages(stages)
         else:
+            # No filter step (plain greedy or sampling): no history to keep, no views per token.
             scores = (sampling.apply_chain(chain, history[None, :length], logits[None])
                       if chain else logits[None])
         token = sampling.pick(scores, preset, generator)[0].item()
@@ -203,8 +203,11 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
         def note_alternatives(pairs: list) -> None:
             alternatives[:] = [tuple((tokenizer.decode([i]), float(p)) for i, p in pairs)]
 
-        stages: list = []  # the stages of the token about to be yielded
+        stages: list = []  # the stages of the token about to be yielded (inspection)
         token_texts: dict[int, str] = {}
+
+        def note_stages(found: list) -> None:
+            stages[:] = found
 
         def text_of(token: int) -> str:
             if token not in token_texts:
@@ -217,13 +220,13 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
             tokens = contrastive_search(dec, logits, preset=preset, max_new_tokens=max_new,
                                         eos_token_id=lm.eos_token_id, cancel=cancel,
                                         inspect_top_k=command.inspect_top_k,
-                                        on_stages=lambda s: stages.__setitem__(slice(None), s))
+                                        on_stages=note_stages)
         else:
             tokens = sample_tokens(dec, logits, preset=preset, prompt_ids=ids,
                                    max_new_tokens=max_new, eos_token_id=lm.eos_token_id,
                                    seed=seed, inspect_top_k=command.inspect_top_k,
                                    on_alternatives=note_alternatives,
-                                   on_stages=lambda s: stages.__setitem__(slice(None), s))
+                                   on_stages=note_stages)
         sink = TextSink(command.request_id, detok, tuple(preset.stop), emit)
         for token in tokens:
             ttft = ttft or time.perf_counter() - t0
