@@ -203,6 +203,27 @@ class BeamView:
 
 
 @dataclass(frozen=True)
+class StageTop:
+    """One stage of the sampling chain for one token: `stage` ("model", a step's name in
+    the preset's `order`, or "final") and its most probable tokens as (id, text,
+    probability), most probable first; tokens the stage removed are left out."""
+
+    stage: str
+    top: tuple[tuple[int, str, float], ...]
+
+
+@dataclass(frozen=True)
+class TokenInspect:
+    """What every stage of the chain made of one generated token's distribution: the
+    token drawn (`chosen`, its own text `text`) and the stages in order, "model" first and
+    "final" (what was drawn from) last."""
+
+    chosen: int
+    stages: tuple[StageTop, ...]
+    text: str = ""
+
+
+@dataclass(frozen=True)
 class TextDelta:
     """New printable text and the tokens that produced it.
 
@@ -213,7 +234,9 @@ class TextDelta:
     from, after every filter) or "raw" (the model's softmax, before any). A server may
     not report token ids: `token_ids` is then empty, and `alternatives` has one entry
     per token all the same. `beams` (beam search): every hypothesis after this step, best
-    first; the last delta of a search holds the finished ones it chose among.
+    first; the last delta of a search holds the finished ones it chose among. `inspect`
+    holds, per token in `token_ids`, every chain stage's top candidates (`TokenInspect`)
+    when inspection is on (an in-process greedy, sampled or contrastive reply).
     """
 
     request_id: str
@@ -223,6 +246,7 @@ class TextDelta:
     replace: bool = False
     distribution: Literal["final", "raw"] = "final"
     beams: tuple[BeamView, ...] = ()
+    inspect: tuple[TokenInspect, ...] = ()
 
 
 DoneReason = Literal["eos", "length", "stop", "cancelled"]

@@ -26,6 +26,9 @@ of rules decides what a turn is and when it is written:
 - A session's pinned memory opens its context as the first segment (`memory_segment`),
   marked pinned (`Generate.pinned_segments`), and is recorded with each model turn
   (stats "memory"), so replay rebuilds the context the turn was written after.
+- With `inspect_top_k`, what every stage of the sampling chain made of each reply token
+  (`TextDelta.inspect`) is kept with the turn once it ends, cancelled too
+  (`Store.save_inspect`), so an old reply can be inspected and exported.
 - Regenerating a reply (`start(alternative_of=...)`) stores the new reply as an
   alternative of the old one, after the same context (the turns before the old reply).
 
@@ -41,8 +44,10 @@ from typing import Any
 from gptterm import catalog
 from gptterm.presets import SESSION_KEYS, Preset, PresetError
 from gptterm.protocol import Done, Event, Failed, Generate, Reply, Segment, Started, TextDelta
+from gptterm.protocol import TokenInspect
 from gptterm.protocol import new_request_id
 from gptterm.store import Session, Store, StoreError, Turn, TurnWriter
+from gptterm.store.inspection import MAX_TOP_K
 from gptterm.textsafe import inert
 
 DEFAULT_SEPARATOR = "\n"
@@ -231,6 +236,7 @@ class TurnRecorder:
         self._opened_at = 0.0
         self.alternative_of: int | None = None  # the reply this request writes again
         self.memory = ""  # the session's pinned memory when the request started
+        self.inspected: list[TokenInspect] = []  # each reply token's chain stages, if asked
 
     @property
     def request_id(self) -> str:
@@ -284,6 +290,10 @@ class TurnRecorder:
         if isinstance(event, Started):
             self._started(event)
         elif isinstance(event, TextDelta) and self.writer is not None:
+            if event.replace:
+                self.inspected = list(event.inspect)
+            else:
+                self.inspected.extend(event.inspect)
             at = time.monotonic() - self._opened_at
             if event.replace:
                 self._call(self.writer.replace_text, event.text, event.token_ids, at)
@@ -321,3 +331,7 @@ class TurnRecorder:
         self.finished = True
         if self.writer is not None:
             self._wait(self.writer.finish, status, stats_for(self.reply))
+            # The stages, kept with the reply once it has ended (bounded: top K per stage).
+            if self.inspected and 0 < self.inspect_top_k <= MAX_TOP_K:
+                self._wait(self.store.save_inspect, self.writer.turn_id, self.inspect_top_k,
+                           tuple(self.inspected))

@@ -19,6 +19,10 @@ from gptterm.cli_types import int_range, positive_int, read_text, seed_arg
 from gptterm.commands.sessions import guarded
 from gptterm.config import PRECISION_CHOICES, THREADS_MAX
 
+# store.inspection.MAX_TOP_K (the most a turn keeps), said here so that building the
+# parser does not import the store; tests/test_cli_inspect.py checks they agree.
+INSPECT_MAX = 50
+
 DESCRIPTION = """\
 Continue PROMPT with a language model and stream the continuation to stdout.
 
@@ -61,6 +65,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "takes the fastest within 2%% of fp32's perplexity (default: the "
                         "config's, else fp32 on a CPU, fp16 on a GPU)")
     p.add_argument("--json", action="store_true", help="one JSON object per event per line")
+    p.add_argument("--inspect", type=int_range(1, INSPECT_MAX), metavar="K",
+                   help="with --json: each text event gains \"inspect\", per token the K most "
+                        "probable tokens of every stage of the sampling chain (model, each "
+                        f"step, final); 1 to {INSPECT_MAX}. With --session they are kept with "
+                        "the reply")
     p.add_argument("--session", metavar="NAME|ID",
                    help="append the prompt and reply to this stored session (created if "
                         "missing) and continue from its text")
@@ -116,8 +125,9 @@ def named_preset(name: str, loaded: dict, failed: list[str]):
     return base
 
 
-def event_json(event) -> dict | None:
-    """The `--json` line for an engine event (None for events not shown)."""
+def event_json(event, inspect: bool = False) -> dict | None:
+    """The `--json` line for an engine event (None for events not shown); `inspect`: text
+    events carry their tokens' chain stages (`--inspect`)."""
     from gptterm import protocol as p
 
     if isinstance(event, p.Started):
@@ -130,6 +140,10 @@ def event_json(event) -> dict | None:
         if event.beams:  # beam search: every hypothesis, best first
             data["beams"] = [{"text": b.text, "token_ids": list(b.token_ids), "score": b.score,
                               "finished": b.finished} for b in event.beams]
+        if inspect:
+            from gptterm.store import inspection
+
+            data["inspect"] = inspection.to_json(event.inspect, text=False)
         return data
     if isinstance(event, p.Done):
         return {"event": "done", "reason": event.reason, "n_tokens": event.n_tokens,
@@ -150,8 +164,9 @@ class StdoutPrinter:
     only the end (a newline, or the JSON end event).
     """
 
-    def __init__(self, as_json: bool, stream=None):
+    def __init__(self, as_json: bool, stream=None, inspect: bool = False):
         self.as_json = as_json
+        self.inspect = inspect  # JSON text events carry the chain's stages
         self.out = stream or sys.stdout
         self.inert = not as_json and self.out.isatty()
         self.replaced: str | None = None
@@ -181,7 +196,7 @@ class StdoutPrinter:
         from gptterm import protocol as p
 
         if self.as_json:
-            line = event_json(event)
+            line = event_json(event, self.inspect)
             if line is not None and not (self.stopped and isinstance(event, p.TextDelta)):
                 self.out.write(json.dumps(line, ensure_ascii=False) + "\n")
                 self.out.flush()
@@ -272,6 +287,9 @@ def _generate(args: argparse.Namespace, prompt: str | None, store, session,
     from gptterm.recorder import TurnRecorder, open_session, window_notices
     from gptterm.remote.flavors import UnsupportedField
 
+    inspect = getattr(args, "inspect", None) or 0
+    if inspect and not args.json:
+        raise UsageError("--inspect: expected --json too (the stages are JSON)")
     preset = resolve_preset(args.preset, args.overrides, session)
     remembered = session.model if session is not None else None
     model = load_name(args.model or remembered or catalog.DEFAULT_MODEL)
@@ -302,14 +320,14 @@ def _generate(args: argparse.Namespace, prompt: str | None, store, session,
         if store is not None:
             session_id = session.id if session is not None else open_session(store, args.session)
             recorder = TurnRecorder(store, session_id, loaded.name, preset, seed=seed,
-                                    max_new_tokens=args.max_new_tokens)
+                                    max_new_tokens=args.max_new_tokens, inspect_top_k=inspect)
             command = recorder.start(prompt, alternative_of=alternative_of)
             reply = recorder.reply
         else:
             command = Generate(new_request_id(), "cli", prompt, preset, args.max_new_tokens,
-                               seed)
+                               seed, inspect_top_k=inspect)
             reply = Reply(command.request_id)
-        printer = StdoutPrinter(args.json)
+        printer = StdoutPrinter(args.json, inspect=bool(inspect))
 
         def on_event(event) -> None:
             if recorder is not None:

@@ -25,26 +25,37 @@ from gptterm.engine.cache import SessionCaches
 from gptterm.engine.context import context_ids, window_sha
 from gptterm.engine.decode import Decoder
 from gptterm.engine.detokenize import IncrementalDecoder
+from gptterm.engine.stages import capture, inspected
 from gptterm.presets import Preset
-from gptterm.protocol import BeamView, Done, Event, Generate, Started, TextDelta
+from gptterm.protocol import BeamView, Done, Event, Generate, Started, TextDelta, TokenInspect
 
 
 def sample_tokens(dec: Decoder, logits: torch.Tensor, *, preset: Preset, prompt_ids: list[int],
                   max_new_tokens: int, eos_token_id: int | None, seed: int,
-                  inspect_top_k: int = 0, on_alternatives: Callable | None = None
-                  ) -> Iterator[int]:
-    """Greedy or sampled decoding: filter chain, then one seeded pick per step."""
+                  inspect_top_k: int = 0, on_alternatives: Callable | None = None,
+                  on_stages: Callable | None = None) -> Iterator[int]:
+    """Greedy or sampled decoding: filter chain, then one seeded pick per step.
+
+    With `inspect_top_k` and `on_stages`, each step's chain runs stage by stage and
+    `on_stages` gets every stage's top (see engine.stages) before the token is yielded.
+    """
     from gptterm.engine import sampling
 
-    chain = sampling.build_chain(preset, eos_token_id=eos_token_id, prompt_len=len(prompt_ids))
+    named = sampling.named_chain(preset, eos_token_id=eos_token_id, prompt_len=len(prompt_ids))
+    chain = [step for _, step in named]
+    staged = bool(inspect_top_k and on_stages is not None)
     generator = sampling.make_generator(seed, dec.device)
     history = torch.empty(len(prompt_ids) + max_new_tokens, dtype=torch.long, device=dec.device)
     history[: len(prompt_ids)] = torch.tensor(prompt_ids, dtype=torch.long)
     length = len(prompt_ids)
     for step in range(max_new_tokens):
-        # No filter step (plain greedy or sampling): no history to keep, no views per token.
-        scores = (sampling.apply_chain(chain, history[None, :length], logits[None]) if chain
-                  else logits[None])
+        if staged:  # the chain step by step, each stage's top noted
+            scores, stages = capture(named, history[None, :length], logits[None], inspect_top_k)
+            on_stages(stages)
+        else:
+            # No filter step (plain greedy or sampling): no history to keep, no views per token.
+            scores = (sampling.apply_chain(chain, history[None, :length], logits[None])
+                      if chain else logits[None])
         token = sampling.pick(scores, preset, generator)[0].item()
         if inspect_top_k and on_alternatives is not None:
             probs = torch.softmax(scores[0].float(), dim=-1)
@@ -77,6 +88,7 @@ class TextSink:
         self.ends: list[int] = []  # len(text) after each token
         self.sent_ids = 0  # tokens already emitted
         self.alts: list[tuple[tuple[str, float], ...]] = []
+        self.insp: list[TokenInspect] = []  # one per token in `ids` when inspecting
         self.stopped = False
 
     @property
@@ -84,10 +96,13 @@ class TextSink:
         """Tokens in the reply (after a stop: the ones kept)."""
         return self.sent_ids
 
-    def push(self, token: int, alternatives: tuple = ()) -> None:
+    def push(self, token: int, alternatives: tuple = (),
+             inspect: TokenInspect | None = None) -> None:
         self.ids.append(token)
         if alternatives:
             self.alts.append(alternatives)
+        if inspect is not None:
+            self.insp.append(inspect)
         self.text += self.detok.push([token])
         self.ends.append(len(self.text))
         self._take()
@@ -110,7 +125,8 @@ class TextSink:
             end = self.ends[keep - 1] if keep else 0
             if keep < self.sent_ids or end < self.sent:  # already showed too much: redo
                 self.emit(TextDelta(self.request_id, self.text[:end], tuple(self.ids[:keep]),
-                                    tuple(self.alts[:keep]), replace=True))
+                                    tuple(self.alts[:keep]), replace=True,
+                                    inspect=tuple(self.insp[:keep])))
                 self.sent, self.sent_ids = end, keep
             else:
                 self._emit(end, keep)
@@ -121,7 +137,8 @@ class TextSink:
         if end > self.sent or n_ids > self.sent_ids:
             self.emit(TextDelta(self.request_id, self.text[self.sent:end],
                                 tuple(self.ids[self.sent_ids:n_ids]),
-                                tuple(self.alts[self.sent_ids:n_ids])))
+                                tuple(self.alts[self.sent_ids:n_ids]),
+                                inspect=tuple(self.insp[self.sent_ids:n_ids])))
             self.sent, self.sent_ids = max(end, self.sent), n_ids
 
 
@@ -186,23 +203,38 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
         def note_alternatives(pairs: list) -> None:
             alternatives[:] = [tuple((tokenizer.decode([i]), float(p)) for i, p in pairs)]
 
+        stages: list = []  # the stages of the token about to be yielded (inspection)
+        token_texts: dict[int, str] = {}
+
+        def note_stages(found: list) -> None:
+            stages[:] = found
+
+        def text_of(token: int) -> str:
+            if token not in token_texts:
+                token_texts[token] = tokenizer.decode([token])
+            return token_texts[token]
+
         if preset.method == "contrastive":
             from gptterm.engine.strategies import contrastive_search
 
             tokens = contrastive_search(dec, logits, preset=preset, max_new_tokens=max_new,
-                                        eos_token_id=lm.eos_token_id, cancel=cancel)
+                                        eos_token_id=lm.eos_token_id, cancel=cancel,
+                                        inspect_top_k=command.inspect_top_k,
+                                        on_stages=note_stages)
         else:
             tokens = sample_tokens(dec, logits, preset=preset, prompt_ids=ids,
                                    max_new_tokens=max_new, eos_token_id=lm.eos_token_id,
                                    seed=seed, inspect_top_k=command.inspect_top_k,
-                                   on_alternatives=note_alternatives)
+                                   on_alternatives=note_alternatives,
+                                   on_stages=note_stages)
         sink = TextSink(command.request_id, detok, tuple(preset.stop), emit)
         for token in tokens:
             ttft = ttft or time.perf_counter() - t0
             if token == lm.eos_token_id:
                 reason = "eos"
                 break
-            sink.push(token, alternatives[0] if alternatives else ())
+            sink.push(token, alternatives[0] if alternatives else (),
+                      inspected(token, stages, text_of) if stages else None)
             if sink.stopped:
                 reason = "stop"
                 break

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from gptterm.engine import sampling
+from gptterm.engine import sampling, stages
 from gptterm.presets import Preset
 
 _BIG = -1.0e9  # transformers' "never pick this" score offset
@@ -187,24 +187,36 @@ def beam_search(dec: Any, logits: torch.Tensor, *, preset: Preset, max_new_token
 
 
 def contrastive_search(dec: Any, logits: torch.Tensor, *, preset: Preset, max_new_tokens: int,
-                       eos_token_id: int | None, cancel: threading.Event) -> Iterator[int]:
+                       eos_token_id: int | None, cancel: threading.Event,
+                       inspect_top_k: int = 0, on_stages: Callable | None = None
+                       ) -> Iterator[int]:
     """Contrastive search: yields one chosen token id per step.
 
     Each step runs the top_k candidates through the model as one batch on a fork of the
     session cache, scores them, and keeps the winner's row as the session cache, so
     `dec.entry` always holds the prompt plus every token yielded so far.
+    With `inspect_top_k` and `on_stages`, `on_stages` gets each step's stages before the
+    token is yielded: "model", the chain's steps, and "final": the chain's scores kept to
+    the top_k candidates it chooses among (the winner need not be the most probable).
     """
     k, alpha = preset.top_k, preset.penalty_alpha
     entry = dec.entry
     prompt_len = len(entry.ids)
-    chain = sampling.build_chain(preset, eos_token_id=eos_token_id, prompt_len=prompt_len)
+    named = sampling.named_chain(preset, eos_token_id=eos_token_id, prompt_len=prompt_len)
+    chain = [step for _, step in named]
     for _ in range(max_new_tokens):
         if cancel.is_set():
             return
         history = torch.tensor([entry.ids], dtype=torch.long, device=dec.device)
-        scores = sampling.apply_chain(chain, history, logits.float()[None])
+        if inspect_top_k and on_stages is not None:
+            scores, staged = stages.capture(named, history, logits.float()[None], inspect_top_k)
+        else:
+            scores = sampling.apply_chain(chain, history, logits.float()[None])
         probs = torch.softmax(scores[0], dim=-1)
         top_probs, top_ids = torch.topk(probs, k=min(k, probs.shape[-1]))
+        if inspect_top_k and on_stages is not None:
+            on_stages([*staged[:-1], (stages.FINAL, stages.among(scores, top_ids,
+                                                                 inspect_top_k))])
         context = entry.hidden
         fork = entry.past.fork(len(top_ids))
         next_logits = dec.runner.forward(top_ids[:, None], fork)

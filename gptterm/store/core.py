@@ -33,7 +33,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from gptterm.store import exporting, search
+from gptterm.protocol import TokenInspect
+from gptterm.store import exporting, inspection, search
 from gptterm.store.opening import BUSY_TIMEOUT_S, Database, make_private_dir
 from gptterm.store.records import (
     FINAL_STATUSES,
@@ -502,6 +503,26 @@ class Store:
         self.db.execute_write("UPDATE turns SET token_ids = ? WHERE id = ?",
                               (json.dumps([int(t) for t in token_ids]), turn_id))
 
+    # ------------------------------------------------------------ the chain's stages
+
+    def save_inspect(self, turn_id: int, top_k: int, tokens: Sequence[TokenInspect]) -> None:
+        """Keep what every chain stage made of each token of a reply (`top_k` candidates per
+        stage), replacing what was kept for it; StoreError when out of range."""
+        data = inspection.to_json(tokens)
+        problem = inspection.problem(top_k, data)
+        if problem:
+            raise StoreError(f"turn {turn_id} stages: {problem}")
+        self.db.execute_write("INSERT OR REPLACE INTO turn_inspect(turn_id, top_k, data)"
+                              " VALUES (?, ?, ?)", (turn_id, top_k, json.dumps(data)))
+
+    def turn_inspect(self, turn_id: int) -> tuple[int, tuple[TokenInspect, ...]] | None:
+        """(top_k, each token's stages) of a reply; None when none were kept or the row is
+        damaged (it is then as if none were kept)."""
+        rows = self.db.read("SELECT top_k, data FROM turn_inspect WHERE turn_id = ?",
+                            (turn_id,))
+        found = _inspect_of(rows[0]) if rows else None
+        return None if found is None else (found["top_k"], inspection.from_json(found["tokens"]))
+
     # ------------------------------------------------------------ search
 
     def search(self, query: str, limit: int = 50) -> list[tuple[Session, Turn, str]]:
@@ -515,8 +536,13 @@ class Store:
         session = self.get_session(session_id)
         rows = self.db.read("SELECT * FROM turns WHERE session_id = ? ORDER BY idx, id",
                             (session_id,))
-        return exporting.to_json(session, [turn_from_row(r) for r in rows],
-                                 chosen=[bool(r["chosen"]) for r in rows])
+        stages = {r["turn_id"]: _inspect_of(r) for r in self.db.read(
+            "SELECT turn_id, top_k, data FROM turn_inspect WHERE turn_id IN"
+            " (SELECT id FROM turns WHERE session_id = ?)", (session_id,))}
+        turns = [turn_from_row(r) for r in rows]
+        for turn in turns:
+            turn.inspect = stages.get(turn.id)
+        return exporting.to_json(session, turns, chosen=[bool(r["chosen"]) for r in rows])
 
     def export_markdown(self, session_id: str) -> str:
         return exporting.to_markdown(self.get_session(session_id), self.turns(session_id))
@@ -546,6 +572,10 @@ class Store:
                 t.session_id = session.id
                 t.parent_id = None if parent is None else ids[parent]
                 ids.append(_insert_turn_row(conn, t, None, chosen=chosen, on_path=False))
+                if t.inspect is not None:
+                    conn.execute("INSERT INTO turn_inspect(turn_id, top_k, data) VALUES"
+                                 " (?, ?, ?)", (ids[-1], t.inspect["top_k"],
+                                                json.dumps(t.inspect["tokens"])))
             _mark_path(conn, session.id)
         return session
 
@@ -584,6 +614,18 @@ def _free_id(conn: sqlite3.Connection) -> str:
         sid = new_id()
         if not conn.execute("SELECT 1 FROM sessions WHERE id = ?", (sid,)).fetchone():
             return sid
+
+
+def _inspect_of(row: sqlite3.Row) -> dict | None:
+    """A turn_inspect row as {"top_k", "tokens"} (JSON, see store.inspection); None when
+    it is damaged."""
+    try:
+        tokens = json.loads(row["data"]) if isinstance(row["data"], str) else None
+    except (ValueError, RecursionError):
+        return None
+    if inspection.problem(row["top_k"], tokens):
+        return None
+    return {"top_k": row["top_k"], "tokens": tokens}
 
 
 def _insert_turn_row(conn: sqlite3.Connection, turn: Turn, writer: str | None, *,

@@ -7,7 +7,10 @@ sampling, memory, branched_from, branched_at},
 created, parent, chosen}, ...]}`. The turns are the session's whole tree, each after the
 turn it follows: `parent` is that turn's place in the list (null: the first turn), and
 `chosen` says which of the turns following one parent the session continues from (its
-alternatives, oldest first). Database row ids are not exported; everything else is.
+alternatives, oldest first). Database row ids are not exported; everything else is. A
+reply written with the stage inspector on also has `inspect`: `{"top_k", "tokens"}`, what
+every stage of the sampling chain made of each of its tokens (store.inspection); a turn
+without it has none (older version 2 files never do).
 The session's model, preset (a name) and sampling (overrides) came later: a file without
 them imports as a session that has not chosen yet (None, None, {}). A version 1 file
 (no tree, no memory) imports as one path, each turn following the one before.
@@ -29,6 +32,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from gptterm.store import inspection
 from gptterm.store.records import (
     ROLES,
     STATUSES,
@@ -69,7 +73,8 @@ def to_json(session: Session, turns: list[Turn], chosen: list[bool] | None = Non
                     "sampling": session.sampling, "memory": session.memory,
                     "branched_from": session.branched_from, "branched_at": session.branched_at},
         "turns": [{**{f: getattr(t, f) for f in _TURN_FIELDS},
-                   "parent": place.get(t.parent_id), "chosen": c}
+                   "parent": place.get(t.parent_id), "chosen": c,
+                   **({"inspect": t.inspect} if t.inspect is not None else {})}
                   for t, c in zip(turns, chosen)],
     }
 
@@ -190,12 +195,19 @@ def _parse_turn(t: Any, i: int, session_id: str, need: _Check) -> Turn:
          "an object of JSON scalars or lists of them (numbers finite)")
     created = t.get("created", time.time())
     need(is_time(created), f"{at}.created", _TIME)
+    stages = t.get("inspect")
+    if stages is not None:
+        need(isinstance(stages, dict), f"{at}.inspect", "null or {\"top_k\", \"tokens\"}")
+        problem = inspection.problem(stages.get("top_k"), stages.get("tokens"))
+        need(not problem, f"{at}.inspect.{problem.split(':')[0]}",
+             problem.split(": expected ", 1)[-1])
+        stages = {"top_k": stages["top_k"], "tokens": stages["tokens"]}
     return Turn(id=0, session_id=session_id, index=i, role=t["role"], text=t["text"],
                 model=t.get("model"), preset=t.get("preset"), seed=seed,
                 token_ids=list(ids), chunks=[list(c) for c in chunks],
                 # An imported turn is never being streamed: an unfinished one was cut off.
                 status="interrupted" if status == "partial" else status,
-                stats=dict(stats), created=float(created))
+                stats=dict(stats), created=float(created), inspect=stages)
 
 
 # ------------------------------------------------------------------ for people

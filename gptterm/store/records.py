@@ -89,6 +89,9 @@ class Turn:
     # edited versions): how many there are, and this one's place (1-based, oldest first).
     alternatives: int = 1
     alternative: int = 1
+    # A reply's chain stages as {"top_k", "tokens"} (store.inspection); only exports and
+    # imports carry it (Store.turn_inspect reads it).
+    inspect: dict | None = None
 
 
 def title_from(text: str) -> str:

@@ -133,7 +133,18 @@ CREATE TABLE undo_steps (
 CREATE INDEX undo_by_session ON undo_steps(session_id, id);
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6]
+# Version 7: what every stage of the sampling chain made of each token of a reply (the
+# stage inspector), top_k candidates per stage, as JSON (see store.inspection); gone with
+# its turn.
+_V7 = """
+CREATE TABLE turn_inspect (
+    turn_id INTEGER PRIMARY KEY REFERENCES turns(id) ON DELETE CASCADE,
+    top_k   INTEGER NOT NULL,
+    data    TEXT NOT NULL
+);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

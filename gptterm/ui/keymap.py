@@ -94,6 +94,8 @@ KEY_ACTIONS = (
               "show each new token's top candidates", show=False),
     KeyAction("toggle_beams", "alt+b", "toggle_beams", "Beams",
               "show or hide the live beams of beam search replies", show=False),
+    KeyAction("stages", "alt+i", "stages", "Stages",
+              "every sampling stage of each token of a reply, with a heat strip", show=False),
     KeyAction("compare_presets", "ctrl+f", "compare_presets", "Compare",
               "try 2-3 presets side by side (not saved)", show=False),
     KeyAction("diff_models", "alt+d", "diff_models", "Checkpoint diff",

@@ -67,6 +67,7 @@ from gptterm.ui.screens.export import ExportScreen
 from gptterm.ui.screens.replay import ReplayScreen
 from gptterm.ui.screens.search import SearchScreen
 from gptterm.ui.screens.settings import SessionSettingsScreen
+from gptterm.ui.screens.stages import ReplyStages, StageScreen
 from gptterm.ui.screens.turns import TurnPickerScreen
 from gptterm.ui.widgets.beams import BeamPanel
 from gptterm.ui.widgets.inspector import TokenInspector
@@ -867,6 +868,35 @@ class MainScreen(Screen[None]):
         shown = self.beams_wanted and self.beam_panel.active
         self.beam_panel.display = shown
         self.inspector.display = self.inspecting and not shown
+
+    def action_stages(self) -> None:
+        """The stage panel on the open session's replies, the last one first (the reply
+        being written follows its events; the others are read from the store)."""
+        if self.session_id is None or self.store is None:
+            self.app.notify("No replies yet: send a prompt first")
+            return
+        replies = [t.id for t in self.store.turns(self.session_id) if t.role == "model"]
+        gen = self.gen if self.gen is not None and self.gen.session_id == self.session_id \
+            else None
+        if gen is not None and gen.turn_id not in replies:
+            replies.append(gen.turn_id)
+        if not replies:
+            self.app.notify("No replies yet: send a prompt first")
+            return
+
+        def loader(n: int, turn_id: int | None) -> Callable[[], ReplyStages]:
+            label = f"reply {n} of {len(replies)}"
+            if gen is not None and turn_id == gen.turn_id:
+                return lambda: ReplyStages(label, tuple(gen.recorder.inspected),
+                                           gen.recorder.inspect_top_k, live=self.gen is gen)
+
+            def stored() -> ReplyStages:
+                top_k, tokens = self.store.turn_inspect(turn_id) or (0, ())
+                return ReplyStages(label, tokens, top_k)
+
+            return stored
+
+        self.app.push_screen(StageScreen([loader(n, t) for n, t in enumerate(replies, 1)]))
 
     def action_settings(self) -> None:
         defaults = {k: v for k, v in (self.app.presets.get(self.preset_name) or
