@@ -131,8 +131,11 @@ def has_help_markup(text: str) -> bool:
 
 # Product names the help spells in Latin letters, written as Korean prose writes them (a
 # tiny model otherwise drops `LibreOffice` into every other Korean reply).
-HANGUL_NAMES = {"LibreOffice": "리브레오피스", "OpenOffice": "오픈오피스"}
-_NAME = re.compile("|".join(HANGUL_NAMES))
+HANGUL_NAMES = {"LibreOffice": "리브레오피스", "OpenOffice": "오픈오피스", "Calc": "캘크",
+                "Writer": "라이터", "Impress": "임프레스", "Draw": "드로", "Base": "베이스",
+                "Basic": "베이직", "Math": "매스"}
+# Whole Latin words only (`Basic` is not `Base` + "ic"); Hangul may follow at once (`Calc를`).
+_NAME = re.compile(r"(?<![A-Za-z])(" + "|".join(HANGUL_NAMES) + r")(?![A-Za-z])")
 
 
 def clean_korean(text: str, min_hangul: float = 0.85) -> str:
