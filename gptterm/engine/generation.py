@@ -31,13 +31,14 @@ from gptterm.protocol import Done, Event, Generate, Started, TextDelta
 
 def sample_tokens(dec: Decoder, logits: torch.Tensor, *, preset: Preset, prompt_ids: list[int],
                   max_new_tokens: int, eos_token_id: int | None, seed: int,
-                  inspect_top_k: int = 0, on_alternatives: Callable | None = None
-                  ) -> Iterator[int]:
+                  inspect_top_k: int = 0, on_alternatives: Callable | None = None,
+                  tokenizer: Any = None) -> Iterator[int]:
     """Greedy or sampled decoding: filter chain, then one seeded pick per step."""
     from gptterm.engine import sampling
 
-    chain = sampling.build_chain(preset, eos_token_id=eos_token_id, prompt_len=len(prompt_ids))
     generator = sampling.make_generator(seed, dec.device)
+    chain = sampling.build_chain(preset, eos_token_id=eos_token_id, prompt_len=len(prompt_ids),
+                                 tokenizer=tokenizer, generator=generator)
     history = torch.empty(len(prompt_ids) + max_new_tokens, dtype=torch.long, device=dec.device)
     history[: len(prompt_ids)] = torch.tensor(prompt_ids, dtype=torch.long)
     length = len(prompt_ids)
@@ -190,12 +191,13 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
             from gptterm.engine.strategies import contrastive_search
 
             tokens = contrastive_search(dec, logits, preset=preset, max_new_tokens=max_new,
-                                        eos_token_id=lm.eos_token_id, cancel=cancel)
+                                        eos_token_id=lm.eos_token_id, cancel=cancel,
+                                        tokenizer=tokenizer)
         else:
             tokens = sample_tokens(dec, logits, preset=preset, prompt_ids=ids,
                                    max_new_tokens=max_new, eos_token_id=lm.eos_token_id,
                                    seed=seed, inspect_top_k=command.inspect_top_k,
-                                   on_alternatives=note_alternatives)
+                                   on_alternatives=note_alternatives, tokenizer=tokenizer)
         sink = TextSink(command.request_id, detok, tuple(preset.stop), emit)
         for token in tokens:
             ttft = ttft or time.perf_counter() - t0
@@ -244,7 +246,7 @@ def _run_beam(lm: Any, dec: Decoder, logits: torch.Tensor, ids: list[int], comma
     shown: list[int] = []
     stopped = False
     for best, final in beam_search(dec, logits, preset=preset, max_new_tokens=max_new,
-                                   eos_token_id=eos, cancel=cancel):
+                                   eos_token_id=eos, cancel=cancel, tokenizer=lm.tokenizer):
         ttft = ttft or time.perf_counter() - t0
         shown = [t for t in best if t != eos]
         full = _decode_all(lm.tokenizer, ids, shown, lm)

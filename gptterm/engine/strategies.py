@@ -111,7 +111,7 @@ def _still_improvable(state: _Beams, cur_len: int, length_penalty: float) -> boo
 
 
 def beam_search(dec: Any, logits: torch.Tensor, *, preset: Preset, max_new_tokens: int,
-                eos_token_id: int | None, cancel: threading.Event
+                eos_token_id: int | None, cancel: threading.Event, tokenizer: Any = None
                 ) -> Iterator[tuple[list[int], bool]]:
     """Beam search with `preset.num_beams` beams from the prefilled prompt in `dec`.
 
@@ -124,7 +124,8 @@ def beam_search(dec: Any, logits: torch.Tensor, *, preset: Preset, max_new_token
     prompt_ids = list(dec.entry.ids)
     device = dec.device
     prompt = torch.tensor([prompt_ids], dtype=torch.long, device=device)
-    chain = sampling.build_chain(preset, eos_token_id=eos_token_id, prompt_len=len(prompt_ids))
+    chain = sampling.build_chain(preset, eos_token_id=eos_token_id, prompt_len=len(prompt_ids),
+                                 tokenizer=tokenizer)
     state = _Beams(num_beams, prompt_ids, device)
     max_length = len(prompt_ids) + max_new_tokens
     cur_len = len(prompt_ids)
@@ -156,7 +157,8 @@ def beam_search(dec: Any, logits: torch.Tensor, *, preset: Preset, max_new_token
 
 
 def contrastive_search(dec: Any, logits: torch.Tensor, *, preset: Preset, max_new_tokens: int,
-                       eos_token_id: int | None, cancel: threading.Event) -> Iterator[int]:
+                       eos_token_id: int | None, cancel: threading.Event,
+                       tokenizer: Any = None) -> Iterator[int]:
     """Contrastive search: yields one chosen token id per step.
 
     Each step runs the top_k candidates through the model as one batch on a fork of the
@@ -166,7 +168,8 @@ def contrastive_search(dec: Any, logits: torch.Tensor, *, preset: Preset, max_ne
     k, alpha = preset.top_k, preset.penalty_alpha
     entry = dec.entry
     prompt_len = len(entry.ids)
-    chain = sampling.build_chain(preset, eos_token_id=eos_token_id, prompt_len=prompt_len)
+    chain = sampling.build_chain(preset, eos_token_id=eos_token_id, prompt_len=prompt_len,
+                                 tokenizer=tokenizer)
     for _ in range(max_new_tokens):
         if cancel.is_set():
             return
