@@ -348,3 +348,19 @@ def test_banned_strings_and_logit_bias_in_greedy_and_beam(client):
         assert word not in reply(client, "ROMEO:\n", banned, 1)[0]
     biased = greedy.replace(logit_bias={str(ids[0]): -math.inf})
     assert reply(client, "ROMEO:\n", biased, 1)[1][0] != ids[0]
+
+
+def test_a_stored_turn_keeps_the_modern_fields():
+    """A turn stores its preset's values() as JSON: logit_bias (an object, -inf included)
+    must come back as the same preset, or replay --verify could not re-run the turn."""
+    import json
+
+    from gptterm.store import records
+
+    preset = Preset(method="sample").replace(
+        logit_bias={"5": -math.inf, " the": 1.5}, banned_strings=["x y"], dry_multiplier=0.8,
+        xtc_probability=0.5, top_n_sigma=1.0)
+    stored = json.loads(json.dumps(preset.values()))
+    assert records.is_flat_object(stored, lists=True)
+    stored.pop("name")
+    assert presets.from_mapping(stored, name=preset.name) == preset

@@ -148,7 +148,8 @@ def is_token_id(v: Any) -> bool:
 
 
 def is_flat_object(v: Any, *, lists: bool) -> bool:
-    """An object with text keys and scalar values (or, with `lists`, lists of scalars)."""
+    """An object with text keys and scalar values (or, with `lists`, lists of scalars and
+    objects of text -> number or -inf)."""
     if not isinstance(v, dict):
         return False
     for key, value in v.items():
@@ -156,6 +157,10 @@ def is_flat_object(v: Any, *, lists: bool) -> bool:
             return False
         if lists and isinstance(value, list):
             if not all(is_scalar(x) for x in value):
+                return False
+        elif lists and isinstance(value, dict):  # a preset's logit_bias (-inf: a ban)
+            if not all(is_text(k) and (is_number(x) or x == -math.inf)
+                       for k, x in value.items()):
                 return False
         elif not is_scalar(value):
             return False
