@@ -121,7 +121,7 @@ def test_default_order_keeps_the_transformers_order_of_the_old_steps():
 def dry_reference(tokens, multiplier, base, allowed, last_n, breakers):
     """DRY from its definition, the slow way (single-token breakers only): the longest
     suffix of the window (never reaching past the latest breaker) that also ends earlier."""
-    window = tokens if last_n < 0 else tokens[len(tokens) - last_n:] if last_n else []
+    window = tokens if last_n < 0 else tokens[max(0, len(tokens) - last_n):] if last_n else []
     n = len(window)
     if n <= allowed:
         return {}
