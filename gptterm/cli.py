@@ -12,7 +12,8 @@ import importlib
 import sys
 
 # Module names under gptterm.commands, in the order `--help` lists them.
-COMMANDS = ["tui", "generate", "sessions", "replay", "models", "train", "presets", "export_gguf"]
+COMMANDS = ["tui", "generate", "sessions", "replay", "models", "train", "diff", "presets",
+            "export_gguf"]
 
 
 class UsageError(Exception):

@@ -189,6 +189,20 @@ class Started:
 
 
 @dataclass(frozen=True)
+class BeamView:
+    """One beam search hypothesis as it stands: its text (without a final end-of-sequence),
+    its generated token ids (a finished one that ended on end-of-sequence includes it, as
+    `model.generate` returns it), its length-penalised score (transformers': summed
+    log-probabilities over length ** length_penalty; a finished one's is its
+    `sequences_scores` entry) and whether it has finished."""
+
+    text: str
+    token_ids: tuple[int, ...]
+    score: float
+    finished: bool
+
+
+@dataclass(frozen=True)
 class TextDelta:
     """New printable text and the tokens that produced it.
 
@@ -198,7 +212,8 @@ class TextDelta:
     `distribution` says which probabilities they are: "final" (what the sampler drew
     from, after every filter) or "raw" (the model's softmax, before any). A server may
     not report token ids: `token_ids` is then empty, and `alternatives` has one entry
-    per token all the same.
+    per token all the same. `beams` (beam search): every hypothesis after this step, best
+    first; the last delta of a search holds the finished ones it chose among.
     """
 
     request_id: str
@@ -207,6 +222,7 @@ class TextDelta:
     alternatives: tuple[tuple[tuple[str, float], ...], ...] = ()
     replace: bool = False
     distribution: Literal["final", "raw"] = "final"
+    beams: tuple[BeamView, ...] = ()
 
 
 DoneReason = Literal["eos", "length", "stop", "cancelled"]

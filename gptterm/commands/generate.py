@@ -127,6 +127,9 @@ def event_json(event) -> dict | None:
         data = {"event": "text", "text": event.text, "token_ids": list(event.token_ids)}
         if event.replace:
             data["replace"] = True
+        if event.beams:  # beam search: every hypothesis, best first
+            data["beams"] = [{"text": b.text, "token_ids": list(b.token_ids), "score": b.score,
+                              "finished": b.finished} for b in event.beams]
         return data
     if isinstance(event, p.Done):
         return {"event": "done", "reason": event.reason, "n_tokens": event.n_tokens,

@@ -68,6 +68,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Perplexity of MODEL on FILE over consecutive windows.")
     p.add_argument("model", metavar="MODEL", help="catalog name or model directory")
     p.add_argument("file", metavar="FILE", help="UTF-8 text file")
+    scoring_options(p)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run_perplexity)
+
+
+def scoring_options(p: argparse.ArgumentParser) -> None:
+    """How a text file is scored: `gptterm perplexity` and `gptterm diff` take the same."""
     p.add_argument("--context", type=positive_int, default=None, help="window in tokens "
                    "(default: the model's context)")
     p.add_argument("--max-tokens", type=non_negative_int, default=0, help="score at most this many tokens")
@@ -75,9 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=PRECISION_CHOICES,
                    help="score with the engine's runner at this precision (auto: the one the "
                         "engine picks); default: transformers at fp32")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
     _threads_option(p)
-    p.set_defaults(func=run_perplexity)
 
 
 def _threads_option(p: argparse.ArgumentParser) -> None:

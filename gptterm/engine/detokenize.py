@@ -13,6 +13,7 @@ context every time.
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -49,6 +50,13 @@ def _byte_level_table(tokenizer: Any) -> dict[str, int] | None:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None or type(backend.decoder).__name__ != "ByteLevel":
         return None
+    return _byte_of_char()
+
+
+@functools.cache
+def _byte_of_char() -> dict[str, int]:
+    """The inverse of `bytes_to_unicode`, built once (it takes a quarter of a millisecond,
+    and beam search makes a decoder per hypothesis per step). Callers only read it."""
     return {char: byte for byte, char in bytes_to_unicode().items()}
 
 

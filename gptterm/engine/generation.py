@@ -26,7 +26,7 @@ from gptterm.engine.context import context_ids, window_sha
 from gptterm.engine.decode import Decoder
 from gptterm.engine.detokenize import IncrementalDecoder
 from gptterm.presets import Preset
-from gptterm.protocol import Done, Event, Generate, Started, TextDelta
+from gptterm.protocol import BeamView, Done, Event, Generate, Started, TextDelta
 
 
 def sample_tokens(dec: Decoder, logits: torch.Tensor, *, preset: Preset, prompt_ids: list[int],
@@ -234,7 +234,8 @@ def pinned_tokens(command: Generate, tokenized: tuple[tuple[int, tuple[int, ...]
 def _run_beam(lm: Any, dec: Decoder, logits: torch.Tensor, ids: list[int], command: Generate,
               max_new: int, cancel: threading.Event, emit: Callable[[Event], None],
               t0: float) -> tuple[int, str, float]:
-    """Beam search: every update replaces the reply with the current best hypothesis.
+    """Beam search: every update replaces the reply with the current best hypothesis and
+    carries every hypothesis (`TextDelta.beams`).
 
     Returns (tokens in the reply, Done reason, time to the first update).
     """
@@ -245,8 +246,16 @@ def _run_beam(lm: Any, dec: Decoder, logits: torch.Tensor, ids: list[int], comma
     best: list[int] = []
     shown: list[int] = []
     stopped = False
+    views: list[tuple[BeamView, ...]] = [()]
+    texts: dict[tuple[int, ...], str] = {}
+
+    def note_beams(hyps: list) -> None:
+        views[0] = beam_views(hyps, texts, lambda reply: _decode_all(
+            lm.tokenizer, ids, [t for t in reply if t != eos], lm))
+
     for best, final in beam_search(dec, logits, preset=preset, max_new_tokens=max_new,
-                                   eos_token_id=eos, cancel=cancel, tokenizer=lm.tokenizer):
+                                   eos_token_id=eos, cancel=cancel, on_beams=note_beams,
+                                   tokenizer=lm.tokenizer):
         ttft = ttft or time.perf_counter() - t0
         shown = [t for t in best if t != eos]
         full = _decode_all(lm.tokenizer, ids, shown, lm)
@@ -255,12 +264,27 @@ def _run_beam(lm: Any, dec: Decoder, logits: torch.Tensor, ids: list[int], comma
         if stopped:  # keep just the tokens that make up the text before the stop string
             while shown and len(_decode_all(lm.tokenizer, ids, shown[:-1], lm)) >= len(text):
                 shown.pop()
-        emit(TextDelta(command.request_id, text, tuple(shown), replace=True))
+        emit(TextDelta(command.request_id, text, tuple(shown), replace=True, beams=views[0]))
         if cancel.is_set():
             break
     reason = ("cancelled" if cancel.is_set() else "stop" if stopped else
               "eos" if best and best[-1] == eos else "length")
     return len(shown), reason, ttft
+
+
+def beam_views(hyps: list, texts: dict[tuple[int, ...], str],
+               decode: Callable[[list[int]], str]) -> tuple[BeamView, ...]:
+    """BeamViews of (ids, score, finished) hypotheses. `texts` remembers the text of every
+    hypothesis of the last step, so a finished one is decoded once, not every step."""
+    known = dict(texts)
+    texts.clear()
+    out = []
+    for reply, score, finished in hyps:
+        key = tuple(reply)
+        text = known[key] if key in known else decode(reply)
+        texts[key] = text
+        out.append(BeamView(text, key, score, finished))
+    return tuple(out)
 
 
 def _decode_all(tokenizer: Any, context: list[int], reply: list[int], lm: Any) -> str:

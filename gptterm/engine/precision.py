@@ -202,18 +202,25 @@ def probe(precision: str, device: Any) -> None:
 # --- measuring --------------------------------------------------------------------------
 
 
-@torch.inference_mode()
 def mean_loss(runner: Any, rows: list) -> tuple[float, int]:
     """(mean next-token cross-entropy, tokens scored) over (inputs, targets) id rows (as
     training/data.eval_blocks makes them), each on a fresh cache."""
-    total, count = 0.0, 0
+    losses = token_losses(runner, rows)
+    count = sum(len(row) for row in losses)
+    return sum(float(row.double().sum()) for row in losses) / max(count, 1), count
+
+
+@torch.inference_mode()
+def token_losses(runner: Any, rows: list) -> list:
+    """Each row's next-token cross-entropies (nats), one float32 CPU tensor per row: the
+    numbers `mean_loss` averages, kept per token for `gptterm diff`."""
+    out = []
     for inputs, targets in rows:
         x = torch.as_tensor(inputs, dtype=torch.long, device=runner.device)[None]
         y = torch.as_tensor(targets, dtype=torch.long, device=runner.device)
         logits = runner.forward(x, runner.new_cache(capacity=x.shape[1]), all_logits=True)
-        total += F.cross_entropy(logits[0], y, reduction="sum").item()
-        count += len(y)
-    return total / max(count, 1), count
+        out.append(F.cross_entropy(logits[0], y, reduction="none").cpu())
+    return out
 
 
 def perplexity(runner: Any, rows: list) -> float:

@@ -18,7 +18,7 @@ Both check `cancel` (a threading.Event) before every model call.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -27,6 +27,8 @@ from gptterm.engine import sampling
 from gptterm.presets import Preset
 
 _BIG = -1.0e9  # transformers' "never pick this" score offset
+# One hypothesis as reported live: (generated ids, length-penalised score, finished).
+Hypothesis = tuple[list[int], float, bool]
 
 
 class _Beams:
@@ -110,8 +112,29 @@ def _still_improvable(state: _Beams, cur_len: int, length_penalty: float) -> boo
     return state.improvable and bool((best_possible > worst).any())
 
 
+def hypotheses(state: _Beams, length_penalty: float, *, running: bool) -> list[Hypothesis]:
+    """Every hypothesis with its length-penalised score, best first.
+
+    Finished ones carry the score they finished with (what transformers returns as
+    `sequences_scores`); with `running`, the live ones too, scored at their current
+    length as transformers' early-stop heuristic scores them. Empty slots and banned
+    continuations (hopeless scores) are left out.
+    """
+    found = [(list(ids), float(score), True) for ids, score, done
+             in zip(state.finished, state.finished_scores.tolist(), state.is_finished.tolist())
+             if done and score > _BIG / 2]
+    if running and state.running[0]:  # every running hypothesis has the same length
+        scored = state.running_scores / (len(state.running[0]) ** length_penalty)
+        found += [(list(ids), score, False) for ids, raw, score
+                  in zip(state.running, state.running_scores.tolist(), scored.tolist())
+                  if raw > _BIG / 2]
+    return sorted(found, key=lambda h: -h[1])
+
+
 def beam_search(dec: Any, logits: torch.Tensor, *, preset: Preset, max_new_tokens: int,
-                eos_token_id: int | None, cancel: threading.Event, tokenizer: Any = None
+                eos_token_id: int | None, cancel: threading.Event,
+                on_beams: Callable[[list[Hypothesis]], None] | None = None,
+                tokenizer: Any = None
                 ) -> Iterator[tuple[list[int], bool]]:
     """Beam search with `preset.num_beams` beams from the prefilled prompt in `dec`.
 
@@ -119,6 +142,8 @@ def beam_search(dec: Any, logits: torch.Tensor, *, preset: Preset, max_new_token
     finally (best finished hypothesis, True). Hypotheses are generated ids only; one that
     ended on end-of-sequence includes it, as `model.generate` does. `dec.entry` is left as
     it was. On cancel the last yield is the best running hypothesis, marked final.
+    `on_beams`, when given, gets `hypotheses` before every yield: the running and finished
+    ones while the search goes on (and on cancel), the finished ones at the end.
     """
     num_beams = preset.num_beams
     prompt_ids = list(dec.entry.ids)
@@ -131,6 +156,11 @@ def beam_search(dec: Any, logits: torch.Tensor, *, preset: Preset, max_new_token
     cur_len = len(prompt_ids)
     past = None
     step_logits = logits.float()[None].expand(num_beams, -1)
+
+    def report(running: bool) -> None:
+        if on_beams is not None:
+            on_beams(hypotheses(state, preset.length_penalty, running=running))
+
     while True:
         log_probs = torch.nn.functional.log_softmax(step_logits, dim=-1)
         log_probs = sampling.apply_chain(chain, state.histories(prompt), log_probs)
@@ -142,6 +172,7 @@ def beam_search(dec: Any, logits: torch.Tensor, *, preset: Preset, max_new_token
         if (not state.improvable or (preset.early_stopping and bool(state.is_finished.all()))
                 or all_stopped):
             break
+        report(running=True)
         if cancel.is_set():
             yield state.running[0], True
             return
@@ -153,6 +184,7 @@ def beam_search(dec: Any, logits: torch.Tensor, *, preset: Preset, max_new_token
         past.reorder(beam_idx)
         last = torch.tensor([[h[-1]] for h in state.running], dtype=torch.long, device=device)
         step_logits = dec.runner.forward(last, past)
+    report(running=False)
     yield state.finished[0], True
 
 

@@ -148,8 +148,9 @@ def is_token_id(v: Any) -> bool:
 
 
 def is_flat_object(v: Any, *, lists: bool) -> bool:
-    """An object with text keys and scalar values (or, with `lists`, lists of scalars and
-    objects of text -> number or -inf)."""
+    """An object with text keys and scalar values; with `lists`, a value may also be a list
+    of scalars or an object of text keys to scalars or infinities (a preset's logit_bias,
+    where -inf bans a token)."""
     if not isinstance(v, dict):
         return False
     for key, value in v.items():
@@ -158,8 +159,8 @@ def is_flat_object(v: Any, *, lists: bool) -> bool:
         if lists and isinstance(value, list):
             if not all(is_scalar(x) for x in value):
                 return False
-        elif lists and isinstance(value, dict):  # a preset's logit_bias (-inf: a ban)
-            if not all(is_text(k) and (is_number(x) or x == -math.inf)
+        elif lists and isinstance(value, dict):
+            if not all(is_text(k) and (is_scalar(x) or x in (math.inf, -math.inf))
                        for k, x in value.items()):
                 return False
         elif not is_scalar(value):
@@ -261,7 +262,7 @@ def turn_from_row(row: sqlite3.Row | Mapping[str, Any]) -> Turn:
             is_token_id(t) for t in token_ids) else [],
         chunks=[] if chunks_problem(chunks, timing=False) else chunks,
         status=row["status"] if row["status"] in STATUSES else "failed",
-        stats=stats if is_flat_object(stats, lists=False) else {},
+        stats=stats if is_flat_object(stats, lists=True) else {},
         created=_float(row["created"]),
         parent_id=parent if isinstance(parent, int) else None,
         alternatives=n_alt if _is_count(n_alt) and n_alt >= 1 else 1,

@@ -129,13 +129,20 @@ def has_help_markup(text: str) -> bool:
     return bool(re.search(r"Title is:|\$\[|%PRODUCTNAME|\w+ - \w+ - \w+|\w+ > \w+", text))
 
 
+# Product names the help spells in Latin letters, written as Korean prose writes them (a
+# tiny model otherwise drops `LibreOffice` into every other Korean reply).
+HANGUL_NAMES = {"LibreOffice": "리브레오피스", "OpenOffice": "오픈오피스"}
+_NAME = re.compile("|".join(HANGUL_NAMES))
+
+
 def clean_korean(text: str, min_hangul: float = 0.85) -> str:
     """Korean prose sentences only: a line is kept when it ends like a sentence, has at least
     10 letters, `min_hangul` of them Hangul, no help markup or menu path, no run of 5+
-    digits and digits under 10% of its characters. Headings, UI labels and tables go."""
+    digits and digits under 10% of its characters. Headings, UI labels and tables go;
+    product names are written in Hangul (`HANGUL_NAMES`)."""
     kept = []
     for line in text.split("\n"):
-        line = " ".join(line.split())
+        line = _NAME.sub(lambda m: HANGUL_NAMES[m.group()], " ".join(line.split()))
         if (len(_LETTER.findall(line)) >= 10 and _SENTENCE_END.search(line)
                 and hangul_share(line) >= min_hangul and not _HELP_MARKUP.search(line)
                 and not re.search(r"\d{5}", line)

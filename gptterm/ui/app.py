@@ -37,6 +37,7 @@ from gptterm.ui.keymap import BOUND_ELSEWHERE, KEY_ACTIONS, KeyAction, default_k
 from gptterm.ui.labels import short_model
 from gptterm.ui.messages import EngineEvent, StoreProblem
 from gptterm.ui.screens.dialogs import PickerScreen
+from gptterm.ui.screens.diff import DiffScreen
 from gptterm.ui.screens.help import HelpScreen
 from gptterm.ui.screens.main import MainScreen
 from gptterm.ui.themes import DEFAULT_THEME, load_themes
@@ -343,6 +344,12 @@ class GptTermApp(App[None]):
                 self.theme = name
 
         self.push_screen(PickerScreen("Theme", items, self.theme), done)
+
+    def action_diff_models(self) -> None:
+        """Checkpoint diff of two local models (A: the current one) on a text file."""
+        models = [(name, label) for name, label, _ in self.model_choices()
+                  if not is_remote(name)]
+        self.push_screen(DiffScreen(models, self.current_model))
 
 
 def make_app(model: str | None = None, preset: str | None = None, *,

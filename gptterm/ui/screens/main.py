@@ -68,6 +68,7 @@ from gptterm.ui.screens.replay import ReplayScreen
 from gptterm.ui.screens.search import SearchScreen
 from gptterm.ui.screens.settings import SessionSettingsScreen
 from gptterm.ui.screens.turns import TurnPickerScreen
+from gptterm.ui.widgets.beams import BeamPanel
 from gptterm.ui.widgets.inspector import TokenInspector
 from gptterm.ui.widgets.prompt import PromptArea
 from gptterm.ui.widgets.sessions import SessionList
@@ -140,6 +141,7 @@ class MainScreen(Screen[None]):
         self.preset_name = preset_name
         self.gen: Generation | None = None
         self.inspecting = False  # token inspector on: every Generate asks for alternatives
+        self.beams_wanted = True  # the beam view shows with beam search replies (Alt+B)
         self.compare: CompareScreen | None = None  # open comparison: gets its engine events
         self.draft_sampling: dict[str, Any] = {}  # settings of the session not stored yet
         self.sidebar_wanted: bool | None = None  # Ctrl+S this run (None: config, width)
@@ -156,6 +158,7 @@ class MainScreen(Screen[None]):
             with Vertical(id="body"):
                 yield Transcript(id="transcript")
                 yield TokenInspector(INSPECT_TOP_K, id="inspector")
+                yield BeamPanel(id="beams")
                 yield PromptArea(id="prompt", placeholder="Write a beginning; Enter sends",
                                  history=self.prompt_history)
         yield StatusBar(id="status")
@@ -181,6 +184,10 @@ class MainScreen(Screen[None]):
     @property
     def inspector(self) -> TokenInspector:
         return self.query_one(TokenInspector)
+
+    @property
+    def beam_panel(self) -> BeamPanel:
+        return self.query_one(BeamPanel)
 
     @property
     def prompt(self) -> PromptArea:
@@ -533,6 +540,11 @@ class MainScreen(Screen[None]):
             self.transcript.anchor()
         if self.inspecting:
             self.inspector.begin(preset.method)
+        if preset.method == "beam":
+            self.beam_panel.begin(preset.length_penalty)
+        else:
+            self.beam_panel.clear()
+        self._show_beams()
         self.status.set(generating=True, cancelling=False, **{**NO_FIGURES, "seed": seed})
         self.app.send(command)
 
@@ -544,6 +556,7 @@ class MainScreen(Screen[None]):
         gen.dirty = False
         if gen.inspect:
             self.inspector.flush()
+        self.beam_panel.flush()
         if gen.view is not None:
             gen.view.set_text(gen.reply.text)
         rate = gen.reply.rate(self.app.clock())
@@ -568,6 +581,8 @@ class MainScreen(Screen[None]):
             gen.view.set_text(gen.reply.text, status=status, note=note)
         if gen.inspect:
             self.inspector.flush()
+        if self.beam_panel.active:
+            self.beam_panel.end()
         self.status.set(generating=False, cancelling=False)
         self.refresh_sidebar()
 
@@ -629,6 +644,7 @@ class MainScreen(Screen[None]):
         if gen.inspect and self.inspecting:
             self.inspector.add(event.text, event.token_ids, event.alternatives, event.replace,
                                event.distribution)
+        self.beam_panel.add(event.beams)
         gen.dirty = True
 
     def model_changed(self) -> None:
@@ -835,6 +851,22 @@ class MainScreen(Screen[None]):
         self.inspector.display = self.inspecting
         if self.inspecting and self.gen is not None and not self.gen.inspect:
             self.inspector.begin("")  # this reply has no alternatives: say the next will
+        self._show_beams()
+
+    def action_toggle_beams(self) -> None:
+        """Show or hide the beam view of beam search replies."""
+        self.beams_wanted = not self.beams_wanted
+        self._show_beams()
+        if self.beams_wanted and not self.beam_panel.active:
+            self.app.notify("The beams show with the next beam search reply "
+                            "(a preset with method = \"beam\")")
+
+    def _show_beams(self) -> None:
+        """The beam view, while it holds a beam reply's beams and is wanted, takes the token
+        inspector's place (a beam search has no per-token candidates to show)."""
+        shown = self.beams_wanted and self.beam_panel.active
+        self.beam_panel.display = shown
+        self.inspector.display = self.inspecting and not shown
 
     def action_settings(self) -> None:
         defaults = {k: v for k, v in (self.app.presets.get(self.preset_name) or
