@@ -118,3 +118,18 @@ class IncrementalDecoder:
             return ""
         self._prefix, self._read = self._read, len(self.ids)
         return now[len(before):]
+
+
+def token_bytes(tokenizer: Any) -> list[bytes]:
+    """Each token id's bytes (UTF-8 for a tokenizer that is not byte-level): what the
+    samplers that look at text (banned strings, DRY breakers) match against."""
+    table = _byte_level_table(tokenizer)
+    out = []
+    for token_id in range(len(tokenizer)):
+        piece = tokenizer.convert_ids_to_tokens(token_id)
+        if table is not None and piece is not None and all(ch in table for ch in piece):
+            out.append(bytes(table[ch] for ch in piece))
+        else:  # an added token, or a SentencePiece/word-piece vocabulary: its text
+            out.append(tokenizer.decode([token_id], skip_special_tokens=False,
+                                        clean_up_tokenization_spaces=False).encode("utf-8"))
+    return out

@@ -33,7 +33,7 @@ from gptterm.protocol import BeamView, Done, Event, Generate, Started, TextDelta
 def sample_tokens(dec: Decoder, logits: torch.Tensor, *, preset: Preset, prompt_ids: list[int],
                   max_new_tokens: int, eos_token_id: int | None, seed: int,
                   inspect_top_k: int = 0, on_alternatives: Callable | None = None,
-                  on_stages: Callable | None = None) -> Iterator[int]:
+                  on_stages: Callable | None = None, tokenizer: Any = None) -> Iterator[int]:
     """Greedy or sampled decoding: filter chain, then one seeded pick per step.
 
     With `inspect_top_k` and `on_stages`, each step's chain runs stage by stage and
@@ -41,10 +41,11 @@ def sample_tokens(dec: Decoder, logits: torch.Tensor, *, preset: Preset, prompt_
     """
     from gptterm.engine import sampling
 
-    named = sampling.named_chain(preset, eos_token_id=eos_token_id, prompt_len=len(prompt_ids))
+    generator = sampling.make_generator(seed, dec.device)
+    named = sampling.named_chain(preset, eos_token_id=eos_token_id, prompt_len=len(prompt_ids),
+                                 tokenizer=tokenizer, generator=generator)
     chain = [step for _, step in named]
     staged = bool(inspect_top_k and on_stages is not None)
-    generator = sampling.make_generator(seed, dec.device)
     history = torch.empty(len(prompt_ids) + max_new_tokens, dtype=torch.long, device=dec.device)
     history[: len(prompt_ids)] = torch.tensor(prompt_ids, dtype=torch.long)
     length = len(prompt_ids)
@@ -220,13 +221,13 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
             tokens = contrastive_search(dec, logits, preset=preset, max_new_tokens=max_new,
                                         eos_token_id=lm.eos_token_id, cancel=cancel,
                                         inspect_top_k=command.inspect_top_k,
-                                        on_stages=note_stages)
+                                        on_stages=note_stages, tokenizer=tokenizer)
         else:
             tokens = sample_tokens(dec, logits, preset=preset, prompt_ids=ids,
                                    max_new_tokens=max_new, eos_token_id=lm.eos_token_id,
                                    seed=seed, inspect_top_k=command.inspect_top_k,
                                    on_alternatives=note_alternatives,
-                                   on_stages=note_stages)
+                                   on_stages=note_stages, tokenizer=tokenizer)
         sink = TextSink(command.request_id, detok, tuple(preset.stop), emit)
         for token in tokens:
             ttft = ttft or time.perf_counter() - t0
@@ -284,7 +285,8 @@ def _run_beam(lm: Any, dec: Decoder, logits: torch.Tensor, ids: list[int], comma
             lm.tokenizer, ids, [t for t in reply if t != eos], lm))
 
     for best, final in beam_search(dec, logits, preset=preset, max_new_tokens=max_new,
-                                   eos_token_id=eos, cancel=cancel, on_beams=note_beams):
+                                   eos_token_id=eos, cancel=cancel, on_beams=note_beams,
+                                   tokenizer=lm.tokenizer):
         ttft = ttft or time.perf_counter() - t0
         shown = [t for t in best if t != eos]
         full = _decode_all(lm.tokenizer, ids, shown, lm)

@@ -133,7 +133,8 @@ def hypotheses(state: _Beams, length_penalty: float, *, running: bool) -> list[H
 
 def beam_search(dec: Any, logits: torch.Tensor, *, preset: Preset, max_new_tokens: int,
                 eos_token_id: int | None, cancel: threading.Event,
-                on_beams: Callable[[list[Hypothesis]], None] | None = None
+                on_beams: Callable[[list[Hypothesis]], None] | None = None,
+                tokenizer: Any = None
                 ) -> Iterator[tuple[list[int], bool]]:
     """Beam search with `preset.num_beams` beams from the prefilled prompt in `dec`.
 
@@ -148,7 +149,8 @@ def beam_search(dec: Any, logits: torch.Tensor, *, preset: Preset, max_new_token
     prompt_ids = list(dec.entry.ids)
     device = dec.device
     prompt = torch.tensor([prompt_ids], dtype=torch.long, device=device)
-    chain = sampling.build_chain(preset, eos_token_id=eos_token_id, prompt_len=len(prompt_ids))
+    chain = sampling.build_chain(preset, eos_token_id=eos_token_id, prompt_len=len(prompt_ids),
+                                 tokenizer=tokenizer)
     state = _Beams(num_beams, prompt_ids, device)
     max_length = len(prompt_ids) + max_new_tokens
     cur_len = len(prompt_ids)
@@ -188,8 +190,8 @@ def beam_search(dec: Any, logits: torch.Tensor, *, preset: Preset, max_new_token
 
 def contrastive_search(dec: Any, logits: torch.Tensor, *, preset: Preset, max_new_tokens: int,
                        eos_token_id: int | None, cancel: threading.Event,
-                       inspect_top_k: int = 0, on_stages: Callable | None = None
-                       ) -> Iterator[int]:
+                       inspect_top_k: int = 0, on_stages: Callable | None = None,
+                       tokenizer: Any = None) -> Iterator[int]:
     """Contrastive search: yields one chosen token id per step.
 
     Each step runs the top_k candidates through the model as one batch on a fork of the
@@ -202,7 +204,8 @@ def contrastive_search(dec: Any, logits: torch.Tensor, *, preset: Preset, max_ne
     k, alpha = preset.top_k, preset.penalty_alpha
     entry = dec.entry
     prompt_len = len(entry.ids)
-    named = sampling.named_chain(preset, eos_token_id=eos_token_id, prompt_len=prompt_len)
+    named = sampling.named_chain(preset, eos_token_id=eos_token_id, prompt_len=prompt_len,
+                                 tokenizer=tokenizer)
     chain = [step for _, step in named]
     for _ in range(max_new_tokens):
         if cancel.is_set():

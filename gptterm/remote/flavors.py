@@ -14,6 +14,7 @@ token inspector. `markdown_table()` renders all of it for the README. Stdlib onl
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from gptterm.presets import Preset, active_steps
@@ -44,7 +45,26 @@ FIELDS: dict[str, dict[str, str]] = {
     "min_new_tokens": {"vllm": "min_tokens", "sglang": "min_tokens"},
     "stop": {f: "stop" for f in _ALL},
     "seed": {f: "seed" for f in _ALL},
+    # The modern samplers: only llama.cpp has DRY, XTC and top-n-sigma; OpenAI-style servers
+    # take logit_bias keyed by token id; none bans strings (KoboldCpp's phrase banning).
+    "logit_bias": {"llama.cpp": "logit_bias", "vllm": "logit_bias", "openai": "logit_bias"},
+    "banned_strings": {},
+    "dry_multiplier": {"llama.cpp": "dry_multiplier"},
+    "dry_base": {"llama.cpp": "dry_base"},
+    "dry_allowed_length": {"llama.cpp": "dry_allowed_length"},
+    "dry_penalty_last_n": {"llama.cpp": "dry_penalty_last_n"},
+    "dry_sequence_breakers": {"llama.cpp": "dry_sequence_breakers"},
+    "xtc_probability": {"llama.cpp": "xtc_probability"},
+    "xtc_threshold": {"llama.cpp": "xtc_threshold"},
+    "top_n_sigma": {"llama.cpp": "top_n_sigma"},
 }
+# The modern samplers' fields are sent only while their step is on: off is every server's
+# default, and requests for presets without them stay as they were.
+STEP_OF = {"logit_bias": "logit_bias", "dry_multiplier": "dry", "dry_base": "dry",
+           "dry_allowed_length": "dry", "dry_penalty_last_n": "dry",
+           "dry_sequence_breakers": "dry", "xtc_probability": "xtc", "xtc_threshold": "xtc",
+           "top_n_sigma": "top_n_sigma"}
+OPENAI_BIAS_LIMIT = 100  # OpenAI-style logit_bias: token ids only, in [-100, 100]
 
 # The methods every flavour streams; beam and contrastive search are nowhere (vLLM's beam
 # search is a separate, non-streaming API).
@@ -67,7 +87,8 @@ COMMUTE = {frozenset(("temperature", "top_k")), frozenset(("top_k", "min_p")),
            frozenset(("temperature", "min_p"))}
 # llama.cpp's sampler name for each step it has.
 LLAMA_SAMPLERS = {"repetition_penalty": "penalties", "temperature": "temperature",
-                  "top_k": "top_k", "top_p": "top_p", "min_p": "min_p", "typical_p": "typ_p"}
+                  "top_k": "top_k", "top_p": "top_p", "min_p": "min_p", "typical_p": "typ_p",
+                  "dry": "dry", "top_n_sigma": "top_n_sigma", "xtc": "xtc"}
 
 # What the token inspector gets: "final" (the sampler's final distribution), "raw" (the
 # model's softmax before any filter); llama.cpp gives either (post_sampling_probs).
@@ -85,7 +106,8 @@ class UnsupportedField(ValueError):
 
 
 def _step_field(step: str) -> str:
-    return "no_repeat_ngram_size" if step == "no_repeat_ngram" else step
+    return {"no_repeat_ngram": "no_repeat_ngram_size", "dry": "dry_multiplier",
+            "xtc": "xtc_probability"}.get(step, step)
 
 
 def _in_effect(preset: Preset) -> list[str]:
@@ -111,7 +133,9 @@ def _order_problem(preset: Preset, flavor: str, steps: list[str]) -> bool:
 
 def _shown(field: str, value: Any) -> str:
     """`field = value` as a refusal names it: numbers as written, the rest as repr."""
-    if isinstance(value, tuple):
+    if field == "logit_bias":
+        value = dict(value)
+    elif isinstance(value, tuple):
         value = list(value)
     plain = isinstance(value, (int, float)) and not isinstance(value, bool)
     return f"{field} = {value if plain else show_value(value)}"
@@ -139,7 +163,9 @@ def translate(preset: Preset, flavor: str, *, lenient: bool = False,
     sampling = method == "sample"
     dropped_fields: set[str] = set()
     for name in _in_effect(preset):
-        if flavor not in FIELDS[name]:
+        string_keys = name == "logit_bias" and flavor != "llama.cpp" and any(
+            not key.isdigit() for key, _ in preset.logit_bias)
+        if flavor not in FIELDS[name] or string_keys:
             problems.append(_shown(name, getattr(preset, name)))
             dropped_fields.add(name)
     steps = [s for s in active_steps(preset) if _step_field(s) not in dropped_fields]
@@ -162,7 +188,11 @@ def translate(preset: Preset, flavor: str, *, lenient: bool = False,
         v = value(name)
         if name in _OMIT_NEUTRAL.get(flavor, ()) and v == getattr(neutral, name):
             continue
+        if name in STEP_OF and STEP_OF[name] not in steps:
+            continue
         fields[key] = list(v) if isinstance(v, tuple) else v
+    if "logit_bias" in fields:
+        fields["logit_bias"] = _logit_bias(preset, flavor)
     _flavor_specifics(fields, preset, flavor, method, steps, n_ctx)
     return fields, problems
 
@@ -172,9 +202,10 @@ def _flavor_specifics(fields: dict[str, Any], preset: Preset, flavor: str, metho
     """What each flavour needs beyond the table: greedy, order, seeds, its other defaults."""
     greedy = method == "greedy"
     if flavor == "llama.cpp":
-        order = [s for s in preset.order if s in LLAMA_SAMPLERS]
-        if greedy:
-            order = [s for s in order if s == "repetition_penalty"] + ["top_k"]
+        order = [s for s in preset.order if s in LLAMA_SAMPLERS
+                 and (s not in STEP_OF.values() or s in steps)]
+        if greedy:  # the processors, then the top token
+            order = [s for s in order if s in ("repetition_penalty", "dry")] + ["top_k"]
             fields["top_k"] = 1
         fields["samplers"] = [LLAMA_SAMPLERS[s] for s in order]
         # Its other samplers' defaults, neutral: penalties include presence and frequency;
@@ -183,6 +214,8 @@ def _flavor_specifics(fields: dict[str, Any], preset: Preset, flavor: str, metho
                       frequency_penalty=0.0, dynatemp_range=0.0, mirostat=0, min_keep=0)
         if fields["seed"] is not None:
             fields["seed"] = fields["seed"] % LLAMA_SEED_LIMIT
+        if fields.get("dry_penalty_last_n") == -1:  # the whole context; it refuses -1
+            fields["dry_penalty_last_n"] = n_ctx or DEFAULT_REPEAT_WINDOW
     elif flavor in OPENAI_LIKE or flavor == "ollama":
         if greedy:
             fields["temperature"] = 0.0
@@ -197,6 +230,14 @@ def _flavor_specifics(fields: dict[str, Any], preset: Preset, flavor: str, metho
         fields["do_sample"] = not greedy
     if fields.get("seed") is None:
         fields.pop("seed", None)
+
+
+def _logit_bias(preset: Preset, flavor: str) -> dict[str, Any]:
+    """logit_bias as the flavour takes it: llama.cpp bans with false and tokenizes string
+    keys itself; OpenAI-style servers take ids and ban with -100."""
+    if flavor == "llama.cpp":
+        return {key: False if bias == -math.inf else bias for key, bias in preset.logit_bias}
+    return {key: max(bias, -OPENAI_BIAS_LIMIT) for key, bias in preset.logit_bias}
 
 
 # ---------------------------------------------------------------- the README table
