@@ -26,14 +26,23 @@ from gptterm.engine.context import context_ids, window_sha
 from gptterm.engine.decode import Decoder
 from gptterm.engine.detokenize import IncrementalDecoder
 from gptterm.presets import Preset
-from gptterm.protocol import Done, Event, Generate, Started, TextDelta
+from gptterm.protocol import Candidates, Done, Event, Generate, Started, TextDelta
+
+STEPPABLE = ("greedy", "sample")  # the methods step mode and forced tokens work with
+STEP_TOP_K = 9  # candidates a step offers (number keys 1-9)
 
 
 def sample_tokens(dec: Decoder, logits: torch.Tensor, *, preset: Preset, prompt_ids: list[int],
                   max_new_tokens: int, eos_token_id: int | None, seed: int,
-                  inspect_top_k: int = 0, on_alternatives: Callable | None = None
+                  inspect_top_k: int = 0, on_alternatives: Callable | None = None,
+                  forced: dict[int, int] | None = None, choose: Callable | None = None
                   ) -> Iterator[int]:
-    """Greedy or sampled decoding: filter chain, then one seeded pick per step."""
+    """Greedy or sampled decoding: filter chain, then one seeded pick per step.
+
+    `forced` (reply position -> token id) and `choose(position, drawn, scores)` (step
+    mode: returns the token to take) replace a step's token only after the draw, so the
+    seeded generator advances exactly as in a run without them.
+    """
     from gptterm.engine import sampling
 
     chain = sampling.build_chain(preset, eos_token_id=eos_token_id, prompt_len=len(prompt_ids))
@@ -46,6 +55,10 @@ def sample_tokens(dec: Decoder, logits: torch.Tensor, *, preset: Preset, prompt_
         scores = (sampling.apply_chain(chain, history[None, :length], logits[None]) if chain
                   else logits[None])
         token = sampling.pick(scores, preset, generator)[0].item()
+        if forced and step in forced:
+            token = forced[step]
+        if choose is not None:
+            token = choose(step, token, scores[0])
         if inspect_top_k and on_alternatives is not None:
             probs = torch.softmax(scores[0].float(), dim=-1)
             top = torch.topk(probs, min(inspect_top_k, probs.shape[-1]))
@@ -137,10 +150,17 @@ def _held_back(text: str, stops: tuple[str, ...]) -> int:
 
 
 def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
-                   cancel: threading.Event, emit: Callable[[Event], None]) -> None:
-    """Serve one Generate: emits Started, TextDelta*, then Done."""
+                   cancel: threading.Event, emit: Callable[[Event], None],
+                   wait_pick: Callable[[], int | None] | None = None) -> None:
+    """Serve one Generate: emits Started, TextDelta*, then Done.
+
+    In step mode each token first emits Candidates and waits on `wait_pick` (the engine
+    serves other commands meanwhile); a cancel while it waits ends the reply before that
+    token.
+    """
     t0 = time.perf_counter()
     preset = command.preset
+    check_steps(command, lm.model.config.vocab_size)
     tokenizer = lm.tokenizer
     requested = command.max_new_tokens or preset.max_new_tokens
     max_new = window.cap_max_new(requested, lm.n_ctx)
@@ -195,10 +215,17 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
             tokens = sample_tokens(dec, logits, preset=preset, prompt_ids=ids,
                                    max_new_tokens=max_new, eos_token_id=lm.eos_token_id,
                                    seed=seed, inspect_top_k=command.inspect_top_k,
-                                   on_alternatives=note_alternatives)
+                                   on_alternatives=note_alternatives,
+                                   forced=dict(command.forced_tokens),
+                                   choose=step_chooser(tokenizer, command.request_id, emit,
+                                                       wait_pick) if command.step_mode
+                                   and wait_pick is not None else None)
         sink = TextSink(command.request_id, detok, tuple(preset.stop), emit)
         for token in tokens:
             ttft = ttft or time.perf_counter() - t0
+            if command.step_mode and cancel.is_set():  # stopped while it waited for a pick
+                reason = "cancelled"
+                break
             if token == lm.eos_token_id:
                 reason = "eos"
                 break
@@ -218,6 +245,39 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
     in_window = min(len(ids if kept else full) + n_tokens - entry.offset, lm.n_ctx)
     emit(Done(command.request_id, reason, n_tokens, time.perf_counter() - t0, ttft,
               in_window, start if kept else entry.offset, max_new))
+
+
+def check_steps(command: Generate, vocab_size: int) -> None:
+    """ValueError (one line) when `command`'s step mode or forced tokens cannot be served."""
+    if (command.step_mode or command.forced_tokens) and command.preset.method not in STEPPABLE:
+        raise ValueError(f"step mode and hand-picked tokens need a greedy or sampling preset, "
+                         f"not {command.preset.method}")
+    for position, token in command.forced_tokens:
+        if position < 0 or not 0 <= token < vocab_size:
+            raise ValueError(f"forced token {token} at reply position {position}: expected a "
+                             f"position >= 0 and an id below the vocabulary size {vocab_size}")
+
+
+def step_chooser(tokenizer: Any, request_id: str, emit: Callable[[Event], None],
+                 wait_pick: Callable[[], int | None]) -> Callable[[int, int, torch.Tensor], int]:
+    """Step mode's `choose` for `sample_tokens`: emit the final distribution's top tokens
+    and the draw as Candidates, then take the Pick (None: the draw)."""
+
+    def choose(position: int, drawn: int, scores: torch.Tensor) -> int:
+        probs = torch.softmax(scores.float(), dim=-1)
+        top = torch.topk(probs, min(STEP_TOP_K, probs.shape[-1]))
+        emit(Candidates(request_id, position, drawn, tuple(
+            (i, tokenizer.decode([i]), float(p))
+            for i, p in zip(top.indices.tolist(), top.values.tolist()))))
+        picked = wait_pick()
+        if picked is None:
+            return drawn
+        if not 0 <= picked < probs.shape[-1]:
+            raise ValueError(f"pick: token id {picked} is not below the vocabulary size "
+                             f"{probs.shape[-1]}")
+        return picked
+
+    return choose
 
 
 def pinned_tokens(command: Generate, tokenized: tuple[tuple[int, tuple[int, ...]], ...]) -> int:
