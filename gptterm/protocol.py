@@ -276,7 +276,7 @@ class TokenCount:
 class Candidates:
     """A step-mode generation waits for a Pick before reply token `position`: `top` is the
     final distribution's most likely tokens as (id, text, probability), most likely first,
-    and `drawn` the token the sampler drew (it may be outside `top`)."""
+    and `drawn` the token the sampler drew (when it is not among them, it comes last)."""
 
     request_id: str
     position: int

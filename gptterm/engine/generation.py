@@ -261,14 +261,16 @@ def check_steps(command: Generate, vocab_size: int) -> None:
 def step_chooser(tokenizer: Any, request_id: str, emit: Callable[[Event], None],
                  wait_pick: Callable[[], int | None]) -> Callable[[int, int, torch.Tensor], int]:
     """Step mode's `choose` for `sample_tokens`: emit the final distribution's top tokens
-    and the draw as Candidates, then take the Pick (None: the draw)."""
+    and the draw as Candidates (the draw last when it is not among them, so its text is
+    known), then take the Pick (None: the draw)."""
 
     def choose(position: int, drawn: int, scores: torch.Tensor) -> int:
         probs = torch.softmax(scores.float(), dim=-1)
-        top = torch.topk(probs, min(STEP_TOP_K, probs.shape[-1]))
+        top = torch.topk(probs, min(STEP_TOP_K, probs.shape[-1])).indices.tolist()
+        if drawn not in top:
+            top.append(drawn)
         emit(Candidates(request_id, position, drawn, tuple(
-            (i, tokenizer.decode([i]), float(p))
-            for i, p in zip(top.indices.tolist(), top.values.tolist()))))
+            (i, tokenizer.decode([i]), probs[i].item()) for i in top)))
         picked = wait_pick()
         if picked is None:
             return drawn
