@@ -92,6 +92,9 @@ KEY_ACTIONS = (
               "save the session as Markdown, JSON or plain text", show=False),
     KeyAction("toggle_inspector", "ctrl+l", "toggle_inspector", "Inspector",
               "show each new token's top candidates", show=False),
+    KeyAction("toggle_steps", "alt+p", "toggle_steps", "Steps",
+              "step mode: pick each token of the next replies by hand (1-9; Enter takes the "
+              "sampler's)"),
     KeyAction("compare_presets", "ctrl+f", "compare_presets", "Compare",
               "try 2-3 presets side by side (not saved)", show=False),
     KeyAction("replay", "f8", "replay", "Replay", "replay the session with its timing",
