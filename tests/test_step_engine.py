@@ -230,3 +230,38 @@ def test_step_mode_is_refused_for_beam_search(driver):
     assert isinstance(done, Failed) and not steps
     assert done.error == ("step mode and hand-picked tokens need a greedy or sampling "
                           "preset, not beam")
+
+
+class StubEngine:
+    """An engine that loads anything and keeps the commands it gets."""
+
+    def __init__(self, emit, *args):
+        self.emit, self.got = emit, []
+
+    def start(self):
+        return self
+
+    def submit(self, command):
+        self.got.append(command)
+        if isinstance(command, LoadModel):
+            self.emit(ModelLoaded(command.name, "server", 128))
+
+    def close(self, timeout=0.0):
+        pass
+
+
+def test_a_model_on_a_server_refuses_step_mode_and_picks_reach_their_engine():
+    from gptterm.remote.routing import RoutingEngine
+
+    events = []
+    routing = RoutingEngine(events.append, StubEngine, backends={}, remote_factory=StubEngine)
+    routing.submit(LoadModel("http://127.0.0.1:9"))
+    remote = routing.active
+    routing.submit(gen("srv", step_mode=True))
+    routing.submit(gen("srv2", forced_tokens=((0, 1),)))
+    assert [e.error for e in events if isinstance(e, Failed)] == [
+        "step mode and hand-picked tokens need an in-process model, not a server"] * 2
+    assert not [c for c in remote.got if isinstance(c, Generate)]
+    routing.submit(gen("plain"))
+    routing.submit(Pick("plain", 4))
+    assert remote.got[-2:] == [gen("plain"), Pick("plain", 4)]
