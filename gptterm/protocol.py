@@ -119,6 +119,8 @@ class Pick:
 
 Command = Union[LoadModel, Generate, Cancel, DropSession, CountTokens, Shutdown, Pick]
 
+STEP_METHODS = ("greedy", "sample")  # the methods with step mode and forced tokens
+
 # ---------------------------------------------------------------- events
 
 

@@ -26,9 +26,8 @@ from gptterm.engine.context import context_ids, window_sha
 from gptterm.engine.decode import Decoder
 from gptterm.engine.detokenize import IncrementalDecoder
 from gptterm.presets import Preset
-from gptterm.protocol import Candidates, Done, Event, Generate, Started, TextDelta
+from gptterm.protocol import STEP_METHODS, Candidates, Done, Event, Generate, Started, TextDelta
 
-STEPPABLE = ("greedy", "sample")  # the methods step mode and forced tokens work with
 STEP_TOP_K = 9  # candidates a step offers (number keys 1-9)
 
 
@@ -212,14 +211,13 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
             tokens = contrastive_search(dec, logits, preset=preset, max_new_tokens=max_new,
                                         eos_token_id=lm.eos_token_id, cancel=cancel)
         else:
+            choose = step_chooser(tokenizer, command.request_id, emit, wait_pick) \
+                if command.step_mode and wait_pick is not None else None
             tokens = sample_tokens(dec, logits, preset=preset, prompt_ids=ids,
                                    max_new_tokens=max_new, eos_token_id=lm.eos_token_id,
                                    seed=seed, inspect_top_k=command.inspect_top_k,
                                    on_alternatives=note_alternatives,
-                                   forced=dict(command.forced_tokens),
-                                   choose=step_chooser(tokenizer, command.request_id, emit,
-                                                       wait_pick) if command.step_mode
-                                   and wait_pick is not None else None)
+                                   forced=dict(command.forced_tokens), choose=choose)
         sink = TextSink(command.request_id, detok, tuple(preset.stop), emit)
         for token in tokens:
             ttft = ttft or time.perf_counter() - t0
@@ -249,7 +247,7 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
 
 def check_steps(command: Generate, vocab_size: int) -> None:
     """ValueError (one line) when `command`'s step mode or forced tokens cannot be served."""
-    if (command.step_mode or command.forced_tokens) and command.preset.method not in STEPPABLE:
+    if (command.step_mode or command.forced_tokens) and command.preset.method not in STEP_METHODS:
         raise ValueError(f"step mode and hand-picked tokens need a greedy or sampling preset, "
                          f"not {command.preset.method}")
     for position, token in command.forced_tokens:

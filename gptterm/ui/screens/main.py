@@ -39,6 +39,7 @@ from textual.widgets import Footer, Label, TextArea
 from gptterm import catalog
 from gptterm.presets import Preset
 from gptterm.protocol import (
+    STEP_METHODS,
     Cancel,
     Candidates,
     CountTokens,
@@ -526,7 +527,7 @@ class MainScreen(Screen[None]):
         """Continue `session_id` after `prompt` (None: as it stands), or write the reply
         `alternative_of` again as its alternative, with this session's preset and settings."""
         preset = self.preset
-        if self.stepping and preset.method not in ("greedy", "sample"):
+        if self.stepping and preset.method not in STEP_METHODS:
             self.app.notify(f"Step mode needs a greedy or sampling preset, not {preset.method}: "
                             f"pick another preset or turn it off "
                             f"({self.app.key_for('toggle_steps')})", severity="warning")
