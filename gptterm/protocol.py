@@ -60,6 +60,12 @@ class Generate:
     window_start: int | None = None
     reuse_limit: int | None = None
     pinned_segments: int = 0
+    # Hand picks (step mode): (reply position, token id). At each such position the sampler
+    # still draws (so a seeded generator advances as it would), then the token replaces
+    # the draw; `replay --verify` passes a stepped turn's picks so it re-runs exactly.
+    forced_tokens: tuple[tuple[int, int], ...] = ()
+    # Step mode: before each token emit Candidates and wait for a Pick (or a Cancel).
+    step_mode: bool = False
 
     def segments(self) -> tuple[Segment, ...]:
         return self.context or (Segment(self.prompt),)
@@ -102,7 +108,18 @@ class Shutdown:
     """Stop the worker thread."""
 
 
-Command = Union[LoadModel, Generate, Cancel, DropSession, CountTokens, Shutdown]
+@dataclass(frozen=True)
+class Pick:
+    """The answer to a step-mode generation's Candidates: the next token is `token_id`
+    (None: the sampler's own draw). A Pick for no waiting generation is ignored."""
+
+    request_id: str
+    token_id: int | None = None
+
+
+Command = Union[LoadModel, Generate, Cancel, DropSession, CountTokens, Shutdown, Pick]
+
+STEP_METHODS = ("greedy", "sample")  # the methods with step mode and forced tokens
 
 # ---------------------------------------------------------------- events
 
@@ -297,8 +314,20 @@ class TokenCount:
     model: str
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """A step-mode generation waits for a Pick before reply token `position`: `top` is the
+    final distribution's most likely tokens as (id, text, probability), most likely first,
+    and `drawn` the token the sampler drew (when it is not among them, it comes last)."""
+
+    request_id: str
+    position: int
+    drawn: int
+    top: tuple[tuple[int, str, float], ...] = ()
+
+
 Event = Union[ModelLoading, ModelLoaded, ModelFailed, Started, TextDelta, Done, Failed,
-              TokenCount]
+              TokenCount, Candidates]
 
 
 def context_text(segments: tuple[Segment, ...]) -> str:

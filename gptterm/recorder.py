@@ -31,6 +31,10 @@ of rules decides what a turn is and when it is written:
   (`Store.save_inspect`), so an old reply can be inspected and exported.
 - Regenerating a reply (`start(alternative_of=...)`) stores the new reply as an
   alternative of the old one, after the same context (the turns before the old reply).
+- In step mode a hand pick that differs from the sampler's draw (`hand_pick`) keeps the
+  reply so far, with the drawn token, as a cancelled version, and goes on in a new
+  alternative whose stats "picked" list its hand-picked reply positions (replay gives
+  them to the re-run as they are).
 
 Stdlib only.
 """
@@ -308,6 +312,28 @@ class TurnRecorder:
         arrived is stored as cancelled, and later events of this request are ignored."""
         if not self.finished:
             self._finish("cancelled")
+
+    def hand_pick(self, position: int, drawn_id: int, drawn_text: str) -> None:
+        """Step mode: the user picked another token than the sampler's draw at reply
+        `position`. The reply so far with the drawn token is finished as a cancelled
+        version; the reply goes on in a new alternative of it, holding the same text so
+        far (the picked token comes with the next delta) and the same stats, with
+        `position` added to its "picked"."""
+        old = self.writer
+        if old is None or self.finished:
+            return
+        at = time.monotonic() - self._opened_at
+        self._call(old.append, drawn_text, [drawn_id], at)
+        kept = self._wait(old.finish, "cancelled",
+                          {"reason": "cancelled", "n_tokens": self.reply.n_tokens + 1})
+        stats = {k: v for k, v in kept.stats.items() if k not in ("reason", "n_tokens")}
+        stats["picked"] = [*stats.get("picked", []), position]
+        self.writer = self.store.begin_turn(self.session_id, model=kept.model,
+                                            preset=kept.preset, seed=kept.seed,
+                                            alternative_of=kept.id)
+        self.alternative_of = kept.id
+        self._call(self.writer.set_stats, **stats)
+        self._call(self.writer.append, self.reply.text, list(self.reply.token_ids), at)
 
     def _started(self, event: Started) -> None:
         for index, ids in event.tokenized:

@@ -18,6 +18,9 @@ not report token ids). Otherwise it cannot be verified here, which is said, neve
 difference. A session's alternatives are verified too (`verify_each`: every reply of its
 tree after its own context, in the order they were written), with the pinned memory the
 turn recorded; a turn whose text was edited by hand cannot be verified, which is said.
+Tokens picked by hand in step mode (the turn's stats "picked": reply positions) are given
+to the re-run as they are (`Generate.forced_tokens`); the sampler still draws there, so
+everything else must come out the same.
 
 Stdlib only at import time.
 """
@@ -186,6 +189,9 @@ class TurnCheck:
                 else ""
             unit = "tokens" if self.turn.token_ids or not remote_turn(self.turn) \
                 else "characters"  # a server that reports no ids is compared by text
+            picked = len(picked_tokens(self.turn))
+            if picked:
+                extra = f", {picked} picked by hand{extra}"
             return f"{head}: identical ({self.compared} {unit}{extra})"
         if self.outcome == "differs" and self.index is None:
             return f"{head}: differs: {self.detail}"
@@ -415,7 +421,8 @@ class EngineRunner:
                            context=context_segments(before, turn.model or "", memory),
                            pinned_segments=1 if memory else 0,
                            window_start=_stat_int(stats, "window_start"),
-                           reuse_limit=_stat_int(stats, "reused_tokens") or 0)
+                           reuse_limit=_stat_int(stats, "reused_tokens") or 0,
+                           forced_tokens=picked_tokens(turn))
         reply = Reply(command.request_id)
         end = self._client.generate(command, reply.apply)
         if isinstance(end, Failed):
@@ -429,6 +436,19 @@ class EngineRunner:
                 f"start {started.window_start}, {started.prompt_tokens} tokens): an earlier "
                 "turn's stored tokens or model, or the tokenizer, changed")
         return reply.token_ids
+
+
+def picked_tokens(turn: Turn) -> tuple[tuple[int, int], ...]:
+    """The turn's hand-picked tokens as (reply position, token id): its stats "picked"
+    positions with the stored tokens there (positions past them, or not whole numbers,
+    are left out: nothing to give)."""
+    picked = turn.stats.get("picked") if isinstance(turn.stats, dict) else None
+    if not isinstance(picked, list):
+        return ()
+    ids = turn.token_ids
+    return tuple((p, ids[p]) for p in sorted({p for p in picked if isinstance(p, int)
+                                              and not isinstance(p, bool)})
+                 if 0 <= p < len(ids))
 
 
 def _stat_int(stats: dict, key: str) -> int | None:

@@ -11,6 +11,10 @@ tokenizer used from two threads at once fails ("Already borrowed", huggingface/t
 use. So that a count never waits for a whole reply, the worker also answers one between
 the steps of a generation (after each event it emits). Counts coalesce: the engine keeps
 only the newest one not yet answered, and one it replaced gets no answer.
+
+A step-mode Generate waits for a Pick before each token; while it waits the worker goes
+on serving counts and drops of other sessions (`_wait_pick`). Anything else that arrives
+ends the step as a cancel would, then runs.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from gptterm.engine.context import context_ids
 from gptterm.errors import first_line
 from gptterm.protocol import (
     Cancel, Command, CountTokens, Done, DropSession, Event, Failed, Generate, LoadModel,
-    ModelFailed, ModelLoaded, ModelLoading, Segment, Shutdown, TokenCount,
+    ModelFailed, ModelLoaded, ModelLoading, Pick, Segment, Shutdown, TokenCount,
 )
 
 DEFAULT_CACHE_BUDGET = 1 << 30  # bytes of KV cache kept across sessions
@@ -78,6 +82,7 @@ class Engine:
         self._lm: Any = None  # LoadedModel
         self._model_name = ""  # the name the loaded model was asked for (ModelLoaded.name)
         self._caches: Any = None  # SessionCaches
+        self._deferred: list[Command] = []  # commands that ended a step-mode wait, next up
 
     # ------------------------------------------------------------ any thread
 
@@ -94,6 +99,7 @@ class Engine:
             if isinstance(command, Cancel):
                 if command.request_id == self._active:
                     self._cancel.set()
+                    self._inbox.put(command)  # wakes a step-mode wait (the loop skips it)
                 else:
                     self._cancelled.add(command.request_id)
                 return
@@ -120,7 +126,7 @@ class Engine:
 
     def _run(self) -> None:
         while True:
-            command = self._inbox.get()
+            command = self._deferred.pop(0) if self._deferred else self._inbox.get()
             if isinstance(command, Shutdown):
                 return
             try:
@@ -183,12 +189,33 @@ class Engine:
             seed = command.seed if command.seed is not None else command.preset.seed
             if seed is None:
                 seed = random.randrange(2**31)
+            # Only a stepped generation waits for picks (and serves commands meanwhile).
+            steps = {"wait_pick": lambda: self._wait_pick(command)} if command.step_mode else {}
             run_generation(self._lm, self._caches, command, seed, self._cancel,
-                           self._emit_then_count)
+                           self._emit_then_count, **steps)
         finally:
             with self._lock:
                 self._active = None
                 self._cancel.clear()
+
+    def _wait_pick(self, command: Generate) -> int | None:
+        """Serve commands until the Pick for the stepped `command`: its token (None: the
+        sampler's draw). Counts, and drops of other sessions, are served as they come;
+        anything else (another Generate, a model, a drop of this session, a shutdown) ends
+        the step, as a cancel does (None), and runs next."""
+        while not self._cancel.is_set():
+            waiting = self._inbox.get()
+            if isinstance(waiting, Pick):
+                if waiting.request_id == command.request_id:  # else a stale one
+                    return waiting.token_id
+            elif isinstance(waiting, CountTokens):
+                self._answer_count()
+            elif isinstance(waiting, DropSession) and waiting.session_id != command.session_id:
+                self._caches.drop(waiting.session_id)
+            elif not isinstance(waiting, Cancel):  # a Cancel only wakes this loop
+                self._deferred.append(waiting)
+                self._cancel.set()
+        return None
 
     def _emit_then_count(self, event: Event) -> None:
         """A generation's emit: the event, then any count waiting (between two steps)."""

@@ -27,17 +27,25 @@ from gptterm.engine.decode import Decoder
 from gptterm.engine.detokenize import IncrementalDecoder
 from gptterm.engine.stages import capture, inspected
 from gptterm.presets import Preset
-from gptterm.protocol import BeamView, Done, Event, Generate, Started, TextDelta, TokenInspect
+from gptterm.protocol import (STEP_METHODS, BeamView, Candidates, Done, Event, Generate,
+                              Started, TextDelta, TokenInspect)
+
+STEP_TOP_K = 9  # candidates a step offers (number keys 1-9)
 
 
 def sample_tokens(dec: Decoder, logits: torch.Tensor, *, preset: Preset, prompt_ids: list[int],
                   max_new_tokens: int, eos_token_id: int | None, seed: int,
                   inspect_top_k: int = 0, on_alternatives: Callable | None = None,
-                  on_stages: Callable | None = None, tokenizer: Any = None) -> Iterator[int]:
+                  on_stages: Callable | None = None, tokenizer: Any = None,
+                  forced: dict[int, int] | None = None, choose: Callable | None = None
+                  ) -> Iterator[int]:
     """Greedy or sampled decoding: filter chain, then one seeded pick per step.
 
     With `inspect_top_k` and `on_stages`, each step's chain runs stage by stage and
     `on_stages` gets every stage's top (see engine.stages) before the token is yielded.
+    `forced` (reply position -> token id) and `choose(position, drawn, scores)` (step
+    mode: returns the token to take) replace a step's token only after the draw, so the
+    seeded generator advances exactly as in a run without them.
     """
     from gptterm.engine import sampling
 
@@ -58,6 +66,10 @@ def sample_tokens(dec: Decoder, logits: torch.Tensor, *, preset: Preset, prompt_
             scores = (sampling.apply_chain(chain, history[None, :length], logits[None])
                       if chain else logits[None])
         token = sampling.pick(scores, preset, generator)[0].item()
+        if forced and step in forced:
+            token = forced[step]
+        if choose is not None:
+            token = choose(step, token, scores[0])
         if inspect_top_k and on_alternatives is not None:
             probs = torch.softmax(scores[0].float(), dim=-1)
             top = torch.topk(probs, min(inspect_top_k, probs.shape[-1]))
@@ -155,10 +167,17 @@ def _held_back(text: str, stops: tuple[str, ...]) -> int:
 
 
 def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
-                   cancel: threading.Event, emit: Callable[[Event], None]) -> None:
-    """Serve one Generate: emits Started, TextDelta*, then Done."""
+                   cancel: threading.Event, emit: Callable[[Event], None],
+                   wait_pick: Callable[[], int | None] | None = None) -> None:
+    """Serve one Generate: emits Started, TextDelta*, then Done.
+
+    In step mode each token first emits Candidates and waits on `wait_pick` (the engine
+    serves other commands meanwhile); a cancel while it waits ends the reply before that
+    token.
+    """
     t0 = time.perf_counter()
     preset = command.preset
+    check_steps(command, lm.model.config.vocab_size)
     tokenizer = lm.tokenizer
     requested = command.max_new_tokens or preset.max_new_tokens
     max_new = window.cap_max_new(requested, lm.n_ctx)
@@ -223,14 +242,20 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
                                         inspect_top_k=command.inspect_top_k,
                                         on_stages=note_stages, tokenizer=tokenizer)
         else:
+            choose = step_chooser(tokenizer, command.request_id, emit, wait_pick) \
+                if command.step_mode and wait_pick is not None else None
             tokens = sample_tokens(dec, logits, preset=preset, prompt_ids=ids,
                                    max_new_tokens=max_new, eos_token_id=lm.eos_token_id,
                                    seed=seed, inspect_top_k=command.inspect_top_k,
                                    on_alternatives=note_alternatives,
-                                   on_stages=note_stages, tokenizer=tokenizer)
+                                   on_stages=note_stages, tokenizer=tokenizer,
+                                   forced=dict(command.forced_tokens), choose=choose)
         sink = TextSink(command.request_id, detok, tuple(preset.stop), emit)
         for token in tokens:
             ttft = ttft or time.perf_counter() - t0
+            if command.step_mode and cancel.is_set():  # stopped while it waited for a pick
+                reason = "cancelled"
+                break
             if token == lm.eos_token_id:
                 reason = "eos"
                 break
@@ -251,6 +276,41 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
     in_window = min(len(ids if kept else full) + n_tokens - entry.offset, lm.n_ctx)
     emit(Done(command.request_id, reason, n_tokens, time.perf_counter() - t0, ttft,
               in_window, start if kept else entry.offset, max_new))
+
+
+def check_steps(command: Generate, vocab_size: int) -> None:
+    """ValueError (one line) when `command`'s step mode or forced tokens cannot be served."""
+    if (command.step_mode or command.forced_tokens) and command.preset.method not in STEP_METHODS:
+        raise ValueError(f"step mode and hand-picked tokens need a greedy or sampling preset, "
+                         f"not {command.preset.method}")
+    for position, token in command.forced_tokens:
+        if position < 0 or not 0 <= token < vocab_size:
+            raise ValueError(f"forced token {token} at reply position {position}: expected a "
+                             f"position >= 0 and an id below the vocabulary size {vocab_size}")
+
+
+def step_chooser(tokenizer: Any, request_id: str, emit: Callable[[Event], None],
+                 wait_pick: Callable[[], int | None]) -> Callable[[int, int, torch.Tensor], int]:
+    """Step mode's `choose` for `sample_tokens`: emit the final distribution's top tokens
+    and the draw as Candidates (the draw last when it is not among them, so its text is
+    known), then take the Pick (None: the draw)."""
+
+    def choose(position: int, drawn: int, scores: torch.Tensor) -> int:
+        probs = torch.softmax(scores.float(), dim=-1)
+        top = torch.topk(probs, min(STEP_TOP_K, probs.shape[-1])).indices.tolist()
+        if drawn not in top:
+            top.append(drawn)
+        emit(Candidates(request_id, position, drawn, tuple(
+            (i, tokenizer.decode([i]), probs[i].item()) for i in top)))
+        picked = wait_pick()
+        if picked is None:
+            return drawn
+        if not 0 <= picked < probs.shape[-1]:
+            raise ValueError(f"pick: token id {picked} is not below the vocabulary size "
+                             f"{probs.shape[-1]}")
+        return picked
+
+    return choose
 
 
 def pinned_tokens(command: Generate, tokenized: tuple[tuple[int, tuple[int, ...]], ...]) -> int:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from gptterm.protocol import (
     Cancel, Command, Done, DropSession, Event, Failed, Generate, LoadModel, ModelFailed,
-    ModelLoaded, Shutdown, Started,
+    ModelLoaded, Pick, Shutdown, Started,
 )
 from gptterm.remote import REMOTE_PREFIX, is_remote
 
@@ -110,7 +110,7 @@ class RoutingEngine:
             self.close()
         elif isinstance(command, LoadModel):
             self._load(command)
-        elif isinstance(command, Cancel):
+        elif isinstance(command, (Cancel, Pick)):
             engine = self._owner.get(command.request_id, self.active)
             if engine is not None:
                 engine.submit(command)
@@ -119,6 +119,10 @@ class RoutingEngine:
                 engine.submit(command)
         elif self.active is None:
             self._emit(Failed(command.request_id, "no model is loaded yet"))
+        elif isinstance(command, Generate) and (command.step_mode or command.forced_tokens) \
+                and self.active is not self.local:
+            self._emit(Failed(command.request_id, "step mode and hand-picked tokens need an "
+                              "in-process model, not a server"))
         else:
             if isinstance(command, Generate):
                 self._owner[command.request_id] = self.active

@@ -191,6 +191,7 @@ def _parse_turn(t: Any, i: int, session_id: str, need: _Check) -> Turn:
     status = t.get("status", "complete")
     need(status in STATUSES, f"{at}.status", " | ".join(STATUSES))
     stats = t.get("stats", {})
+    # Lists: a stepped turn's "picked" positions.
     need(is_flat_object(stats, lists=True), f"{at}.stats",
          "an object of JSON scalars or lists of them (numbers finite)")
     created = t.get("created", time.time())
@@ -231,6 +232,9 @@ def turn_heading(turn: Turn) -> str:
         parts.append(_one(turn.status))
     if isinstance(turn.stats, dict) and turn.stats.get("edited") is True:
         parts.append("edited")
+    picked = turn.stats.get("picked") if isinstance(turn.stats, dict) else None
+    if isinstance(picked, list) and picked:  # step mode: tokens the user chose
+        parts.append(f"{len(picked)} picked by hand")
     return " · ".join(parts)
 
 

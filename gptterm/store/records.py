@@ -265,7 +265,7 @@ def turn_from_row(row: sqlite3.Row | Mapping[str, Any]) -> Turn:
             is_token_id(t) for t in token_ids) else [],
         chunks=[] if chunks_problem(chunks, timing=False) else chunks,
         status=row["status"] if row["status"] in STATUSES else "failed",
-        stats=stats if is_flat_object(stats, lists=True) else {},
+        stats=stats if is_flat_object(stats, lists=True) else {},  # lists: "picked"
         created=_float(row["created"]),
         parent_id=parent if isinstance(parent, int) else None,
         alternatives=n_alt if _is_count(n_alt) and n_alt >= 1 else 1,

@@ -96,6 +96,9 @@ KEY_ACTIONS = (
               "show or hide the live beams of beam search replies", show=False),
     KeyAction("stages", "alt+i", "stages", "Stages",
               "every sampling stage of each token of a reply, with a heat strip", show=False),
+    KeyAction("toggle_steps", "alt+p", "toggle_steps", "Steps",
+              "step mode: pick each token of the next replies by hand (1-9; Enter takes the "
+              "sampler's)"),
     KeyAction("compare_presets", "ctrl+f", "compare_presets", "Compare",
               "try 2-3 presets side by side (not saved)", show=False),
     KeyAction("diff_models", "alt+d", "diff_models", "Checkpoint diff",

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,12 +39,15 @@ from textual.widgets import Footer, Label, TextArea
 from gptterm import catalog
 from gptterm.presets import Preset
 from gptterm.protocol import (
+    STEP_METHODS,
     Cancel,
+    Candidates,
     CountTokens,
     DropSession,
     Done,
     Event,
     Failed,
+    Pick,
     Reply,
     Segment,
     Started,
@@ -74,6 +77,7 @@ from gptterm.ui.widgets.inspector import TokenInspector
 from gptterm.ui.widgets.prompt import PromptArea
 from gptterm.ui.widgets.sessions import SessionList
 from gptterm.ui.widgets.status import NO_FIGURES, StatusBar, figures_of, reused_figure
+from gptterm.ui.widgets.steps import StepPanel
 from gptterm.ui.widgets.transcript import FRAME_S, Transcript, TurnView
 
 if TYPE_CHECKING:
@@ -89,7 +93,7 @@ OPEN_FOLDER = "\x00folder"  # the model picker's "a folder or server…" row (no
 class MainFooter(Footer):
     """The footer; under NARROW_COLS it leaves out keys that still work but need room."""
 
-    WIDE_ONLY = frozenset({"cycle_preset", "settings"})
+    WIDE_ONLY = frozenset({"cycle_preset", "settings", "toggle_steps"})
 
     def compose(self) -> ComposeResult:
         narrow = self.app.size.width < NARROW_COLS
@@ -143,6 +147,7 @@ class MainScreen(Screen[None]):
         self.gen: Generation | None = None
         self.inspecting = False  # token inspector on: every Generate asks for alternatives
         self.beams_wanted = True  # the beam view shows with beam search replies (Alt+B)
+        self.stepping = False  # step mode on: every Generate waits for a pick at each token
         self.compare: CompareScreen | None = None  # open comparison: gets its engine events
         self.draft_sampling: dict[str, Any] = {}  # settings of the session not stored yet
         self.sidebar_wanted: bool | None = None  # Ctrl+S this run (None: config, width)
@@ -160,6 +165,7 @@ class MainScreen(Screen[None]):
                 yield Transcript(id="transcript")
                 yield TokenInspector(INSPECT_TOP_K, id="inspector")
                 yield BeamPanel(id="beams")
+                yield StepPanel(id="steps")
                 yield PromptArea(id="prompt", placeholder="Write a beginning; Enter sends",
                                  history=self.prompt_history)
         yield StatusBar(id="status")
@@ -189,6 +195,10 @@ class MainScreen(Screen[None]):
     @property
     def beam_panel(self) -> BeamPanel:
         return self.query_one(BeamPanel)
+
+    @property
+    def steps(self) -> StepPanel:
+        return self.query_one(StepPanel)
 
     @property
     def prompt(self) -> PromptArea:
@@ -525,12 +535,19 @@ class MainScreen(Screen[None]):
         """Continue `session_id` after `prompt` (None: as it stands), or write the reply
         `alternative_of` again as its alternative, with this session's preset and settings."""
         preset = self.preset
+        if self.stepping and preset.method not in STEP_METHODS:
+            self.app.notify(f"Step mode needs a greedy or sampling preset, not {preset.method}: "
+                            f"pick another preset or turn it off "
+                            f"({self.app.key_for('toggle_steps')})", severity="warning")
+            self.reload()
+            return
         seed = preset.seed if preset.seed is not None else self.app.seed_source()
         recorder = TurnRecorder(self.store, session_id, self.app.current_model, preset,
                                 seed=seed,
                                 inspect_top_k=INSPECT_TOP_K if self.inspecting else 0,
                                 call=self.app.feeder.call, wait=self.app.feeder.wait)
-        command = recorder.start(prompt, alternative_of=alternative_of)
+        command = replace(recorder.start(prompt, alternative_of=alternative_of),
+                          step_mode=self.stepping)
         self.gen = Generation(recorder, session_id, preset.name, self.app.clock(),
                               inspect=self.inspecting)
         self.refresh_bindings()
@@ -574,6 +591,9 @@ class MainScreen(Screen[None]):
         self.gen = None
         if not ui:  # quitting: the widgets are gone
             return
+        if self.steps.display:
+            self.steps.clear()
+            self.prompt.focus()
         self.refresh_bindings()
         if gen.view is not None:
             if gen.recorder.alternative_of is not None and gen.turn_id is not None:
@@ -623,6 +643,9 @@ class MainScreen(Screen[None]):
             self._started(event)
         elif isinstance(event, TextDelta):
             self._text_delta(event)
+        elif isinstance(event, Candidates):
+            self._flush_text()  # the reply so far, then its next token's candidates
+            self.steps.show(event)
         elif isinstance(event, Done):
             self._finish(status_for(event))
         elif isinstance(event, Failed):
@@ -845,6 +868,27 @@ class MainScreen(Screen[None]):
             return
         self.reload()
         self.app.notify(f"Undone: {what}")
+
+    def action_toggle_steps(self) -> None:
+        """Step mode on or off; it applies from the next reply."""
+        self.stepping = not self.stepping
+        self.app.notify("Step mode on: the next replies wait for your pick at each token "
+                        "(1-9, Enter takes the sampler's)" if self.stepping else
+                        "Step mode off")
+
+    @on(StepPanel.Picked)
+    def _step_picked(self, event: StepPanel.Picked) -> None:
+        """Answer the waiting step; a pick other than the draw starts a new version."""
+        gen = self.gen
+        if gen is None or event.candidates.request_id != gen.request_id:
+            return
+        if event.differs:
+            try:
+                gen.recorder.hand_pick(event.candidates.position, event.candidates.drawn,
+                                       event.drawn_text)
+            except Exception as exc:  # noqa: BLE001 - a store failure must not kill the UI
+                self.app.notify(f"Could not save the reply: {exc}", severity="error")
+        self.app.send(Pick(gen.request_id, event.token_id))
 
     def action_toggle_inspector(self) -> None:
         """Show or hide the token inspector; the next Generate asks for alternatives or not."""
