@@ -207,3 +207,13 @@ def test_without_inspection_nothing_is_kept(store):
     recorder.on_event(TextDelta(rid, " thee", (5,)))
     recorder.on_event(Done(rid, "eos", 1, 0.1, 0.01))
     assert store._conn.execute("SELECT count(*) FROM turn_inspect").fetchone()[0] == 0
+
+
+def test_a_branch_keeps_its_replies_stages(store):
+    s, turn = reply(store)
+    store.save_inspect(turn.id, 2, TOKENS)
+    branch = store.branch(s.id, turn.index)
+    copied = store.turns(branch.id)[-1]
+    assert copied.id != turn.id and store.turn_inspect(copied.id) == (2, TOKENS)
+    store.delete_session(s.id)  # the copy is the branch's own
+    assert store.turn_inspect(copied.id) == (2, TOKENS)

@@ -397,6 +397,9 @@ class Store:
                                # a copy is never streamed: one cut off stays cut off
                                "status": "interrupted" if t.status == "partial" else t.status})
                 parent = _insert_turn_row(conn, copy, None)
+                # A reply's stages go with it: the branch's replies inspect as the source's.
+                conn.execute("INSERT INTO turn_inspect(turn_id, top_k, data) SELECT ?, top_k,"
+                             " data FROM turn_inspect WHERE turn_id = ?", (parent, t.id))
         return self.get_session(sid)
 
     def undo(self, session_id: str) -> str:
