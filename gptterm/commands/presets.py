@@ -74,17 +74,25 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_show(args: argparse.Namespace) -> int:
+def _loaded(name: str):
+    """The loaded preset `name`; UsageError (its file's one line, or the names there are)."""
     from gptterm import presets
 
     loaded, failed = presets.load_presets()
-    preset = loaded.get(args.name)
+    preset = loaded.get(name)
     if preset is None:
-        broken = [line for line in failed if f"{args.name}.toml" in line]
+        broken = [line for line in failed if f"{name}.toml" in line]
         if broken:
             raise UsageError(broken[0])
-        raise UsageError(f"no preset named {args.name!r}: expected one of "
+        raise UsageError(f"no preset named {name!r}: expected one of "
                          f"{', '.join(sorted(loaded)) or '(none loaded)'}")
+    return preset
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from gptterm import presets
+
+    preset = _loaded(args.name)
     try:
         preset = presets.apply_assignments(preset, args.overrides)
     except presets.PresetError as exc:
@@ -162,18 +170,11 @@ def run_import(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from gptterm import preset_formats, presets
+    from gptterm import preset_formats
     from gptterm.safefile import replace_file
     from gptterm.textsafe import inert
 
-    loaded, failed = presets.load_presets()
-    preset = loaded.get(args.name)
-    if preset is None:
-        broken = [line for line in failed if f"{args.name}.toml" in line]
-        if broken:
-            raise UsageError(broken[0])
-        raise UsageError(f"no preset named {args.name!r}: expected one of "
-                         f"{', '.join(sorted(loaded)) or '(none loaded)'}")
+    preset = _loaded(args.name)
     out = Path(args.output) if args.output is not None else None
     shown = inert(str(out), single_line=True)
     if out is not None and out.is_file() and not args.force:
