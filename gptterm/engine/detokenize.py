@@ -120,6 +120,21 @@ class IncrementalDecoder:
         return now[len(before):]
 
 
+SPACE_MARK = "\u2581"  # SentencePiece's word-start mark
+
+
+def token_text(tokenizer: Any, token_id: int) -> str:
+    """One token's own text as it reads inside a reply (what the inspector, the stage
+    panel and step mode show for a candidate): `decode` of the token alone, with the
+    leading space a SentencePiece piece stands for (`▁법률이` is " 법률이"; decode drops it)."""
+    text = tokenizer.decode([token_id], skip_special_tokens=False,
+                            clean_up_tokenization_spaces=False)
+    piece = tokenizer.convert_ids_to_tokens(token_id)
+    if isinstance(piece, str) and piece.startswith(SPACE_MARK) and not text.startswith(" "):
+        text = " " + text
+    return text
+
+
 def token_bytes(tokenizer: Any) -> list[bytes]:
     """Each token id's bytes (UTF-8 for a tokenizer that is not byte-level): what the
     samplers that look at text (banned strings, DRY breakers) match against."""
@@ -130,6 +145,5 @@ def token_bytes(tokenizer: Any) -> list[bytes]:
         if table is not None and piece is not None and all(ch in table for ch in piece):
             out.append(bytes(table[ch] for ch in piece))
         else:  # an added token, or a SentencePiece/word-piece vocabulary: its text
-            out.append(tokenizer.decode([token_id], skip_special_tokens=False,
-                                        clean_up_tokenization_spaces=False).encode("utf-8"))
+            out.append(token_text(tokenizer, token_id).encode("utf-8"))
     return out

@@ -24,7 +24,7 @@ from gptterm.engine import window
 from gptterm.engine.cache import SessionCaches
 from gptterm.engine.context import context_ids, window_sha
 from gptterm.engine.decode import Decoder
-from gptterm.engine.detokenize import IncrementalDecoder
+from gptterm.engine.detokenize import IncrementalDecoder, token_text
 from gptterm.engine.stages import capture, inspected
 from gptterm.presets import Preset
 from gptterm.protocol import (STEP_METHODS, BeamView, Candidates, Done, Event, Generate,
@@ -221,7 +221,7 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
         alternatives: list = []
 
         def note_alternatives(pairs: list) -> None:
-            alternatives[:] = [tuple((tokenizer.decode([i]), float(p)) for i, p in pairs)]
+            alternatives[:] = [tuple((token_text(tokenizer, i), float(p)) for i, p in pairs)]
 
         stages: list = []  # the stages of the token about to be yielded (inspection)
         token_texts: dict[int, str] = {}
@@ -231,7 +231,7 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
 
         def text_of(token: int) -> str:
             if token not in token_texts:
-                token_texts[token] = tokenizer.decode([token])
+                token_texts[token] = token_text(tokenizer, token)
             return token_texts[token]
 
         if preset.method == "contrastive":
@@ -301,7 +301,7 @@ def step_chooser(tokenizer: Any, request_id: str, emit: Callable[[Event], None],
         if drawn not in top:
             top.append(drawn)
         emit(Candidates(request_id, position, drawn, tuple(
-            (i, tokenizer.decode([i]), probs[i].item()) for i in top)))
+            (i, token_text(tokenizer, i), probs[i].item()) for i in top)))
         picked = wait_pick()
         if picked is None:
             return drawn
