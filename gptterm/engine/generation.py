@@ -70,7 +70,9 @@ def sample_tokens(dec: Decoder, logits: torch.Tensor, *, preset: Preset, prompt_
             token = forced[step]
         if choose is not None:
             token = choose(step, token, scores[0])
-        if inspect_top_k and on_alternatives is not None:
+        if staged and on_alternatives is not None:  # the final stage is that top already
+            on_alternatives(list(stages[-1][1]))
+        elif inspect_top_k and on_alternatives is not None:
             probs = torch.softmax(scores[0].float(), dim=-1)
             top = torch.topk(probs, min(inspect_top_k, probs.shape[-1]))
             on_alternatives(list(zip(top.indices.tolist(), top.values.tolist())))
