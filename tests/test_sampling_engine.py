@@ -4,7 +4,6 @@ seeds are reproducible and independent of other sessions, and every bundled pres
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 import torch
@@ -17,21 +16,14 @@ from gptterm.protocol import Done, Generate, TextDelta
 
 PROMPTS = ["To be, or not to be", "The quick brown fox", "안녕하세요. 오늘은"]
 
+from tiny import sharpened_copy
+
 
 @pytest.fixture(scope="module")
 def sharp_dir(tiny_model_dir, tmp_path_factory):
     """The tiny model with larger random weights, saved: peaked, varied predictions (the
     default init is nearly uniform and repeats one token, which proves little)."""
-    out = tmp_path_factory.mktemp("sharp") / "model"
-    shutil.copytree(tiny_model_dir, out)
-    model = AutoModelForCausalLM.from_pretrained(out)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() >= 2:
-                param.copy_(torch.randn(param.shape, generator=gen) * 0.4)
-    model.save_pretrained(out)
-    return out
+    return sharpened_copy(tiny_model_dir, tmp_path_factory.mktemp("sharp") / "model", 1)
 
 
 @pytest.fixture(scope="module")

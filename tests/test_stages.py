@@ -7,7 +7,6 @@ ids through stop strings and replaced text."""
 from __future__ import annotations
 
 import math
-import shutil
 
 import pytest
 import torch
@@ -22,20 +21,13 @@ from gptterm.protocol import Done, Generate, TextDelta, TokenInspect
 
 K = 6
 
+from tiny import sharpened_copy
+
 
 @pytest.fixture(scope="module")
 def sharp_dir(tiny_model_dir, tmp_path_factory):
     """The tiny model with larger random weights: peaked, varied predictions."""
-    out = tmp_path_factory.mktemp("sharp-stages") / "model"
-    shutil.copytree(tiny_model_dir, out)
-    model = AutoModelForCausalLM.from_pretrained(out)
-    gen = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() >= 2:
-                param.copy_(torch.randn(param.shape, generator=gen) * 0.4)
-    model.save_pretrained(out)
-    return out
+    return sharpened_copy(tiny_model_dir, tmp_path_factory.mktemp("sharp-stages") / "model", 2)
 
 
 @pytest.fixture(scope="module")

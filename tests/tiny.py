@@ -56,3 +56,23 @@ def build_model(out: Path, *, n_layer: int = 2, n_embd: int = 32, n_head: int = 
     )
     GPT2LMHeadModel(config).save_pretrained(out)
     return out
+
+
+def sharpened_copy(model_dir: Path, out: Path, seed: int) -> Path:
+    """A copy of the tiny model with larger random weights (seeded): peaked, varied
+    predictions (the default init is nearly uniform and repeats one token, which proves
+    little)."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    shutil.copytree(model_dir, out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() >= 2:
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.4)
+    model.save_pretrained(out)
+    return out
