@@ -9,8 +9,12 @@ Methods (weights converted once, at load; layer norms and the residual stream st
           matrix of a small GPT-2). On an x86 CPU, fbgemm's dynamic linear (activations
           quantized to int8 on the fly, VNNI/AMX int8 dot products, fp32 KV cache):
           measured 2.7x fp32's speed on the 124M shape at one thread, perplexity +0.6% on
-          shakespeare-mini. Elsewhere (a GPU) weight-only int8 with bf16 activations
-          (`torch._weight_int8pack_mm`).
+          shakespeare-mini. Elsewhere (a GPU), and on a CPU for a narrow model (width up
+          to `WEIGHT_ONLY_WIDTH`, e.g. the shipped ones), weight-only int8 with bf16
+          activations (`torch._weight_int8pack_mm`): there a step is mostly per-call work,
+          and quantizing activations on the fly costs more than it saves (shakespeare-mini
+          step: fp32 1419 us, fbgemm 1092 us, weight-only 878 us; on the 124M shape
+          fbgemm is 1.6x faster than weight-only).
 
 `auto` measures each precision this machine can run on the model itself: decode speed,
 and perplexity on the model's own text (a seeded fp32 sample of it, so the figure is
@@ -39,6 +43,7 @@ AUTO_TOLERANCE = 0.02  # perplexity may rise by at most 2% over fp32
 SAMPLE_TOKENS = 256  # the model's own text `auto` scores
 CACHE_NAME = "precision.json"
 REDUCE_RANGE = False  # full 8-bit activations (VNNI/AMX do not saturate there)
+WEIGHT_ONLY_WIDTH = 512  # int8 on a CPU: models up to this width take the weight-only kernel
 _LOW = {"bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.bfloat16}
 
 
@@ -162,9 +167,11 @@ def build(model: Any, precision: str) -> GPT2Runner | HFRunner:
         raise PrecisionError(f"precision {precision}: only GPT-2 models run below fp32 "
                              f"(this one is {kind!r}); use fp32")
     device = model.transformer.wte.weight.device
-    probe(precision, device)
+    fbgemm = (precision == "int8" and _dynamic_int8_ok(device)
+              and model.config.n_embd > WEIGHT_ONLY_WIDTH)
+    probe(precision, device, fbgemm=fbgemm)
     low = _LOW[precision]
-    if precision == "int8" and _dynamic_int8_ok(device):
+    if fbgemm:
         make_linear, head = _dynamic_int8_linear, _dynamic_int8(model.lm_head.weight)
         return GPT2Runner(model, make_linear, head=head, precision=precision)
     if precision == "int8":
@@ -176,12 +183,13 @@ def build(model: Any, precision: str) -> GPT2Runner | HFRunner:
     return GPT2Runner(model, make_linear, head=head, kv_dtype=low, precision=precision)
 
 
-def probe(precision: str, device: Any) -> None:
-    """Run one small matmul of `precision` on `device`; PrecisionError if it fails."""
+def probe(precision: str, device: Any, fbgemm: bool = False) -> None:
+    """Run one small matmul of `precision` on `device` (int8: fbgemm's kernel or the
+    weight-only one); PrecisionError if it fails."""
     try:
         w = torch.randn(32, 64, device=device)
         x = torch.randn(2, 64, device=device)
-        if precision == "int8" and _dynamic_int8_ok(device):
+        if precision == "int8" and fbgemm:
             out = _dynamic_int8(w)(x)
         elif precision == "int8":
             q, scale = quantize_rows(w)
