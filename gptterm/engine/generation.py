@@ -221,20 +221,19 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
                                            emit, t0)
     else:
         alternatives: list = []
-
-        def note_alternatives(pairs: list) -> None:
-            alternatives[:] = [tuple((token_text(tokenizer, i), float(p)) for i, p in pairs)]
-
         stages: list = []  # the stages of the token about to be yielded (inspection)
-        token_texts: dict[int, str] = {}
-
-        def note_stages(found: list) -> None:
-            stages[:] = found
+        token_texts: dict[int, str] = {}  # each candidate decoded once per reply
 
         def text_of(token: int) -> str:
             if token not in token_texts:
                 token_texts[token] = token_text(tokenizer, token)
             return token_texts[token]
+
+        def note_alternatives(pairs: list) -> None:
+            alternatives[:] = [tuple((text_of(i), float(p)) for i, p in pairs)]
+
+        def note_stages(found: list) -> None:
+            stages[:] = found
 
         if preset.method == "contrastive":
             from gptterm.engine.strategies import contrastive_search
