@@ -3,7 +3,10 @@
 # network): the CUDA-marked tests, then bench/decode.py --device cuda. Everything it prints
 # goes to $OUT (gpu_check.log, pytest-cuda.txt, bench-cuda.txt, env.txt).
 #
-#   bash bench/gpu_check.sh        # from the repository root; carry .gpu-wheels
+#   bash bench/gpu_check.sh [tests,bench,profile]   # from the repository root; carry .gpu-wheels
+#
+# The argument picks the steps (default: tests,bench); `profile` runs bench/gpu_profile.py
+# (where a decode step and a first token spend their time) into profile-cuda.txt.
 #
 # Python: the first of python3 / python whose torch sees a GPU, in a venv that sees its
 # packages (--system-site-packages, plus a .pth for a python that is itself a venv), so
@@ -14,6 +17,7 @@
 # About 3-5 minutes on an H100, most of it the bench.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+STEPS=",${1:-tests,bench},"
 OUT="${OUT:-$PWD/gpu-out}"
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_check.log") 2>&1
@@ -97,13 +101,23 @@ for name in ("transformers", "tokenizers", "safetensors", "platformdirs", "tomlk
         print(name, "MISSING:", exc)
 EOF
 
-step "pytest -m cuda"
-timeout 300 "$PY" -m pytest -m cuda -q -p no:cacheprovider tests/test_cuda.py \
-  2>&1 | tee "$OUT/pytest-cuda.txt"
-echo "pytest exit: ${PIPESTATUS[0]}"
+if [[ $STEPS == *,profile,* ]]; then
+  step "bench/gpu_profile.py"
+  timeout 300 "$PY" bench/gpu_profile.py 2>&1 | tee "$OUT/profile-cuda.txt"
+  echo "profile exit: ${PIPESTATUS[0]}"
+fi
 
-step "bench/decode.py --device cuda"
-timeout 360 "$PY" bench/decode.py --device cuda --repeats 3 --tokens 64 \
-  2>&1 | tee "$OUT/bench-cuda.txt"
-echo "bench exit: ${PIPESTATUS[0]}"
+if [[ $STEPS == *,tests,* ]]; then
+  step "pytest -m cuda"
+  timeout 300 "$PY" -m pytest -m cuda -q -p no:cacheprovider tests/test_cuda.py \
+    2>&1 | tee "$OUT/pytest-cuda.txt"
+  echo "pytest exit: ${PIPESTATUS[0]}"
+fi
+
+if [[ $STEPS == *,bench,* ]]; then
+  step "bench/decode.py --device cuda"
+  timeout 360 "$PY" bench/decode.py --device cuda --repeats 3 --tokens 64 \
+    2>&1 | tee "$OUT/bench-cuda.txt"
+  echo "bench exit: ${PIPESTATUS[0]}"
+fi
 step "done"

@@ -10,11 +10,17 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-from gptterm.engine import sampling
+from gptterm.engine import precision, sampling
 from gptterm.engine.cache import CacheEntry
 from gptterm.engine.decode import Decoder
 from gptterm.engine.generation import sample_tokens
-from gptterm.engine.runner import GPT2Runner, HFRunner, runner_for
+from gptterm.engine.runner import (
+    GPT2Runner,
+    HFRunner,
+    matmul_attention,
+    runner_for,
+    sdpa_attention,
+)
 from gptterm.presets import Preset
 
 PROMPTS = ["To be, or not to be", "The quick brown", "안녕하세요. 오늘은"]
@@ -228,3 +234,44 @@ def test_greedy_with_history_steps_equals_transformers_generate(tiny):
     got = list(sample_tokens(dec, dec.prefill(ids)[0], preset=preset, prompt_ids=ids,
                              max_new_tokens=n, eos_token_id=None, seed=0))
     assert got == out[0, len(ids):].tolist()
+
+
+@pytest.mark.parametrize("rows,queries", [(1, 1), (3, 1), (1, 5)])
+def test_the_gpu_attention_equals_sdpa(rows, queries):
+    """A GPU attends for a few new positions with two matmuls (`matmul_attention`); it is
+    SDPA's math, with and without a mask that hides later positions."""
+    torch.manual_seed(0)
+    q = torch.randn(rows, 4, queries, 16)
+    k, v = torch.randn(rows, 4, 40, 16), torch.randn(rows, 4, 40, 16)
+    mask = torch.ones(queries, 40, dtype=torch.bool).tril(40 - queries)
+    mask[:, 30:] = False  # as the fixed-shape step hides the window past its position
+    for m in (None, mask):
+        torch.testing.assert_close(matmul_attention(q, k, v, 0.25, m),
+                                   sdpa_attention(q, k, v, 0.25, m), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_greedy_with_the_gpu_attention_equals_transformers_generate(tiny, gpt2_124m, fixed):
+    """The GPU's attention (and, `fixed`, its CUDA-graph step run eagerly) on a CPU: the
+    greedy tokens of transformers' generate, on the tiny model and the 124M shape."""
+    tok, model = tiny
+    for m, ids, n in ((model, tok(PROMPTS[0]).input_ids, 30),
+                      (gpt2_124m, [464, 2068, 7586, 21831, 18045, 625, 262, 16931], 10)):
+        runner = GPT2Runner(m)
+        runner.attend, runner.graphs = matmul_attention, fixed
+        assert runner_greedy(runner, ids, n)[0] == greedy(m, ids, n)
+
+
+def test_all_logits_of_one_token_on_the_graph_path_keep_their_position_axis(tiny):
+    """`gptterm perplexity` on a GPU scores a one-token row with `all_logits`: that call
+    must not take the CUDA-graph step, which returns only the last position ([B, V])."""
+    _, model = tiny
+    runner = GPT2Runner(model)
+    runner.graphs = True  # on a CPU: the fixed-shape step without the capture
+    cache = runner.new_cache()
+    logits = runner.forward(torch.tensor([[5]]), cache, all_logits=True)
+    assert logits.shape == (1, 1, model.config.vocab_size) and cache.length == 1
+    rows = [([5], [7]), ([5, 9, 2], [9, 2, 4])]
+    plain = GPT2Runner(model)
+    torch.testing.assert_close(precision.mean_loss(runner, rows)[0],
+                               precision.mean_loss(plain, rows)[0])
