@@ -7,7 +7,8 @@ and llama.cpp's llama-server on the same weights, side by side in one run.
    (a precision the machine cannot run says so), and of llama-server at f32 and f16 on a
    GGUF that `gptterm export-gguf` writes, when a binary is there (GPTTERM_LLAMA_SERVER, or
    the one scripts/llama-server.sh caches); each as a speed ratio to HF fp32, with the
-   precision's perplexity on the model's own text against fp32's.
+   precision's perplexity on the model's own text against fp32's. On a CPU also the
+   memory floor: the fp32 bytes a step reads over this machine's streaming bandwidth.
    Targets: fp32 >= 1.5x, a reduced precision >= 2.2x within 2% perplexity (CPU);
    >= 3x single-stream on a GPU.
 2. The shipped shakespeare-mini (where per-token overhead dominated): tok/s of HF
@@ -20,6 +21,10 @@ and llama.cpp's llama-server on the same weights, side by side in one run.
    how late a 10 ms timer on another thread (the UI's place) wakes while the engine
    decodes. Target: loaded >= 0.5 x idle with the picked count.
 
+Every timed decoder runs in a process of its own (as llama-server does), interleaved with
+the others so all see the same load; several sections run one after the other, each in a
+fresh process (see `Contender` for why).
+
     python bench/decode.py [--tokens 64] [--repeats 3] [--threads 2] [--device cpu|cuda]
                            [--only 124m,tiny,ttft] [--busy] [--busy-model NAME]
 """
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import socket
 import statistics
@@ -57,29 +63,40 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--only", default="124m,tiny,ttft",
-                        help="comma-separated sections: 124m, tiny, ttft")
+                        help="comma-separated sections: 124m, tiny, ttft, busy")
     parser.add_argument("--busy", action="store_true", help="also the busy-neighbour section")
     parser.add_argument("--busy-model", default="shakespeare-mini")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)  # a contender's own process
     args = parser.parse_args()
+    if args.serve:
+        return serve(json.loads(args.serve))
+    sections = [name for name in args.only.split(",") if name] + (["busy"] if args.busy else [])
+    if len(sections) > 1:
+        # Each section in a fresh process: torch's thread teams left by one section would
+        # slow the next one's decoders (see Contender).
+        for name in sections:
+            subprocess.run([sys.executable, __file__, "--only", name, "--tokens",
+                            str(args.tokens), "--repeats", str(args.repeats), "--threads",
+                            str(args.threads), "--device", args.device, "--busy-model",
+                            args.busy_model], check=False)
+        return None
     import torch
 
     from gptterm.engine.loading import quiet_transformers
 
     quiet_transformers()
-    torch.set_num_threads(args.threads)  # HF runs on this thread; engines get the same
-    sections = set(args.only.split(","))
+    torch.set_num_threads(args.threads)
     print(f"device={args.device} threads={args.threads} tokens={args.tokens} best of "
           f"{args.repeats}; {os.cpu_count()} CPUs, load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    if "124m" in sections:
-        gpt2_124m(args)
-    if "tiny" in sections:
-        tiny(args)
-    if "ttft" in sections:
-        ttft(args)
-    if args.busy:
-        busy_neighbour(args.busy_model)
+    section = {"124m": gpt2_124m, "tiny": tiny, "ttft": ttft,
+               "busy": lambda a: busy_neighbour(a.busy_model)}.get(sections[0] if sections
+                                                                   else "")
+    if section is None:
+        raise SystemExit(f"--only: expected 124m, tiny, ttft or busy, got {args.only!r}")
+    section(args)
     print(f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return None
 
 
 # --- timing ---------------------------------------------------------------------------
@@ -116,19 +133,98 @@ def engine_ms(client, prompt: str, n: int) -> float:
     return wall * 1000 / n
 
 
-def engines(model: str, device: str, threads: int) -> dict:
-    """{precision: EngineClient with `model` loaded, or the one-line reason it cannot}."""
-    from gptterm.engine.client import EngineClient, ModelLoadError
+class Contender:
+    """One timed decoder in a process of its own, as llama-server is.
 
-    out = {}
-    for name in PRECISIONS:
-        client = EngineClient(device=device, threads=threads, precision=name)
+    In one process, the OpenMP thread teams of two decoders throttle each other: each
+    thread that runs a parallel torch op gets its own team, and once a process holds more
+    OpenMP threads than there are cores, libgomp's workers stop spinning and sleep after
+    every kernel. Measured here: the engine's 124M fp32 step went from 23 to 31 ms after
+    the main thread had run one parallel matmul, and HF `generate` ran at 42 ms instead
+    of 30 beside the engine's worker thread.
+    """
+
+    def __init__(self, spec: dict):
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", json.dumps(spec)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        first = self.proc.stdout.readline().strip()
+        self.error = None if first == "ready" else (first.removeprefix("error").strip()
+                                                    or "the contender process exited")
+
+    def ms(self) -> float:
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
         try:
-            client.load(model, device)
-            out[name] = client
-        except ModelLoadError as exc:
-            client.close()
-            out[name] = str(exc)
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def serve(spec: dict) -> None:
+    """The contender side (`--serve SPEC`): load, say "ready", then time one run per
+    "run" line read, printing its ms/token."""
+    import torch
+
+    from gptterm.engine.loading import quiet_transformers
+
+    quiet_transformers()
+    torch.set_num_threads(spec["threads"])
+    dev, n = spec["device"], spec["tokens"]
+    try:
+        if spec["kind"] == "hf":
+            from transformers import AutoModelForCausalLM
+
+            dtype = torch.float16 if spec["precision"] == "fp16" else torch.float32
+            model = AutoModelForCausalLM.from_pretrained(spec["model"], dtype=dtype
+                                                         ).to(dev).eval()
+            ids = torch.tensor([spec["prompt_ids"]], device=dev)
+
+            def run() -> float:
+                return hf_ms(model, ids, n, dev)
+        else:
+            from gptterm.engine.client import EngineClient
+
+            client = EngineClient(device=dev, threads=spec["threads"],
+                                  precision=spec["precision"])
+            client.load(spec["model"], dev)
+
+            def run() -> float:
+                return engine_ms(client, spec["prompt"], n)
+    except Exception as exc:  # noqa: BLE001 - the bench goes on without this row
+        print("error", str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+              flush=True)
+        return
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
+        print(f"{run():.6f}", flush=True)
+
+
+def contenders(model: str, device: str, threads: int, prompt_ids: list[int], prompt: str,
+               tokens: int, hf: tuple[str, ...] = ("fp32",), hf_model: str | None = None
+               ) -> dict:
+    """{name: Contender that loaded, or the one-line reason it cannot run}: HF `generate`
+    at each of `hf` (on the folder `hf_model`, default `model`), the engine at each
+    precision (on `model`, a folder or a catalog name)."""
+    common = {"model": model, "device": device, "threads": threads, "tokens": tokens,
+              "prompt_ids": prompt_ids, "prompt": prompt}
+    specs = {f"HF generate {p}": {"kind": "hf", "precision": p, "model": hf_model or model}
+             for p in hf}
+    specs.update({f"gptterm engine {p}": {"kind": "engine", "precision": p}
+                  for p in PRECISIONS})
+    out: dict = {}
+    for name, spec in specs.items():
+        contender = Contender({**common, **spec})
+        if contender.error:
+            contender.stop()
+        out[name] = contender.error or contender
     return out
 
 
@@ -162,41 +258,59 @@ def own_text_ppl(model_dir: Path, device: str) -> dict:
     return out
 
 
+def dram_floor(model_dir: Path, args) -> tuple[float, float, float]:
+    """(MB of fp32 weights a decode step reads, GB/s this machine streams from memory with
+    `args.threads` threads (a sum over 1 GiB, larger than any cache share here, best of
+    5), the ms a token that takes): no exact fp32 decoder can go faster."""
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(str(model_dir / "model.safetensors"), "pt") as f:
+        # Every weight is read each step but the position table (one row of it); the
+        # tied embedding is stored (and read, as the lm head) once.
+        numel = sum(math.prod(f.get_slice(k).get_shape())
+                    for k in f.keys() if not k.endswith("wpe.weight"))  # noqa: SIM118
+    previous = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    big = torch.ones(2**28)  # 1 GiB of float32
+    big.sum()
+    best = math.inf
+    for _ in range(5):
+        start = time.perf_counter()
+        big.sum()
+        best = min(best, time.perf_counter() - start)
+    torch.set_num_threads(previous)
+    del big
+    mb, gb_s = numel * 4 / 1e6, 2**30 / best / 1e9
+    return mb, gb_s, mb / gb_s
+
+
 # --- 1. the 124M shape -------------------------------------------------------------------
 
 
 def gpt2_124m(args) -> None:
-    import torch
     from gpt2_shape import gpt2_124m_dir
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     model_dir = gpt2_124m_dir()
     tok = AutoTokenizer.from_pretrained(model_dir)
     n, dev = args.tokens, args.device
     prompt_ids = tok(" ".join([LINE] * 3)).input_ids[:20]
     prompt = tok.decode(prompt_ids)
-    ids = torch.tensor([prompt_ids], device=dev)
-    hf = {"fp32": AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-          .to(dev).eval()}
-    if dev == "cuda":
-        hf["fp16"] = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float16
-                                                          ).to(dev).eval()
-    clients = engines(str(model_dir), dev, args.threads)
-    runs = {f"HF generate {k}": (lambda m=m: hf_ms(m, ids, n, dev)) for k, m in hf.items()}
-    runs.update({f"gptterm engine {k}": (lambda c=c: engine_ms(c, prompt, n))
-                 for k, c in clients.items() if not isinstance(c, str)})
+    floor = dram_floor(model_dir, args) if dev == "cpu" else None
+    running = contenders(str(model_dir), dev, args.threads, prompt_ids, prompt, n,
+                         hf=("fp32", "fp16") if dev == "cuda" else ("fp32",))
     servers = llama_servers(model_dir, args.threads) if dev == "cpu" else {}
+    everything = {**running, **{f"llama-server {k}": s for k, s in servers.items()}}
+    runs = {name: c.ms for name, c in running.items() if not isinstance(c, str)}
     runs.update({f"llama-server {k}": (lambda s=s: s.ms(prompt_ids, n))
                  for k, s in servers.items() if not isinstance(s, str)})
     try:
         best = race(runs, args.repeats)
     finally:
-        for c in clients.values():
+        for c in everything.values():
             if not isinstance(c, str):
-                c.close()
-        for s in servers.values():
-            if not isinstance(s, str):
-                s.stop()
+                c.stop()
     ppl = own_text_ppl(model_dir, dev)
     base = best["HF generate fp32"]
     print(f"\nGPT-2 124M shape, random weights, greedy, {n} tokens after 20, best of "
@@ -207,11 +321,17 @@ def gpt2_124m(args) -> None:
         cost = (f"{ppl[prec]:.1f} ({ppl[prec] / ppl['fp32'] - 1:+.2%})"
                 if name.startswith("gptterm") and prec in ppl else "")
         print(f"{name:28s} {ms:9.2f} {base / ms:9.2f}x {cost:>11s}")
-    for name, why in {**clients, **servers}.items():
+    for name, why in everything.items():
         if isinstance(why, str):
             print(f"{name:28s} not run: {why}")
     print("targets: engine fp32 >= 1.5x; a reduced precision >= 2.2x within 2% perplexity"
           + ("; >= 3x on the GPU" if dev == "cuda" else ""))
+    if floor is not None:
+        mb, gb_s, ms = floor
+        print(f"memory floor at fp32: {mb:.0f} MB of weights read a token / {gb_s:.1f} GB/s "
+              f"(this machine's streaming read, {args.threads} threads) = {ms:.1f} ms a "
+              f"token, so no exact fp32 decoder here beats this HF run by more than "
+              f"{base / ms:.2f}x")
 
 
 # --- llama.cpp --------------------------------------------------------------------------
@@ -307,7 +427,6 @@ def llama_servers(model_dir: Path, threads: int) -> dict:
 
 
 def tiny(args, model: str = "shakespeare-mini") -> None:
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from gptterm import catalog
@@ -316,25 +435,21 @@ def tiny(args, model: str = "shakespeare-mini") -> None:
     dev, n = args.device, 128
     tok = AutoTokenizer.from_pretrained(spec.source)
     prompt = "ROMEO:\nBut soft, what light through yonder window breaks?\n"
-    ids = tok(prompt, return_tensors="pt").input_ids.to(dev)
-    hf = AutoModelForCausalLM.from_pretrained(spec.source, dtype=torch.float32).to(dev).eval()
+    prompt_ids = tok(prompt).input_ids
     # The engine's own pick for this model (1 thread on 2 cores); HF gets the same.
     from gptterm.engine.threads import pick_threads
 
+    hf = AutoModelForCausalLM.from_pretrained(spec.source)
     threads = pick_threads(sum(p.numel() for p in hf.parameters()))
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    clients = engines(model, dev, threads)
-    runs = {"HF generate fp32": lambda: hf_ms(hf, ids, n, dev)}
-    runs.update({f"gptterm engine {k}": (lambda c=c: engine_ms(c, prompt, n))
-                 for k, c in clients.items() if not isinstance(c, str)})
+    del hf
+    running = contenders(model, dev, threads, prompt_ids, prompt, n, hf_model=spec.source)
     try:
-        best = race(runs, max(args.repeats, 5))
+        best = race({name: c.ms for name, c in running.items() if not isinstance(c, str)},
+                    max(args.repeats, 5))
     finally:
-        for c in clients.values():
+        for c in running.values():
             if not isinstance(c, str):
-                c.close()
-        torch.set_num_threads(previous)
+                c.stop()
     base = best["HF generate fp32"]
     ppl = own_text_ppl(Path(spec.source), dev)
     print(f"\n{model}, greedy, {n} tokens, {threads} thread(s) (the engine's pick), best of "

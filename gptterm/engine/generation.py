@@ -25,6 +25,7 @@ from gptterm.engine.cache import SessionCaches
 from gptterm.engine.context import context_ids, window_sha
 from gptterm.engine.decode import Decoder
 from gptterm.engine.detokenize import IncrementalDecoder, token_text
+from gptterm.engine.pacing import Paced
 from gptterm.engine.stages import capture, inspected
 from gptterm.presets import Preset
 from gptterm.protocol import (STEP_METHODS, BeamView, Candidates, Done, Event, Generate,
@@ -175,8 +176,18 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
 
     In step mode each token first emits Candidates and waits on `wait_pick` (the engine
     serves other commands meanwhile); a cancel while it waits ends the reply before that
-    token.
+    token. TextDeltas go out at most once a frame (`pacing.Paced`).
     """
+    paced = Paced(emit)
+    try:
+        _run_generation(lm, caches, command, seed, cancel, paced, wait_pick)
+    finally:
+        paced.flush()  # a failure mid-reply still sends the text that waits
+
+
+def _run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
+                    cancel: threading.Event, emit: Callable[[Event], None],
+                    wait_pick: Callable[[], int | None] | None) -> None:
     t0 = time.perf_counter()
     preset = command.preset
     check_steps(command, lm.model.config.vocab_size)
