@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -466,6 +467,12 @@ def tiny(args, model: str = "shakespeare-mini") -> None:
 # --- 3. time to first token --------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4)
+def history_text(tok, tokens: int) -> str:
+    """The first `tokens` tokens of a long made-up history, as text."""
+    return tok.decode(tok(" ".join([LINE] * 200)).input_ids[:tokens])
+
+
 def first_token_ms(client, tok, history: int, stored_ids: bool = True) -> float:
     """TTFT of a short next turn (" and then") after `history` tokens that a first turn
     put in the session's cache. `stored_ids`: the history goes back as the app and
@@ -476,7 +483,7 @@ def first_token_ms(client, tok, history: int, stored_ids: bool = True) -> float:
 
     greedy = Preset(name="greedy", method="greedy")
     session = f"h{next(_COUNTER)}"
-    base = tok.decode(tok(" ".join([LINE] * 200)).input_ids[:history])
+    base = history_text(tok, history)
     events: list = []
     client.generate(Generate(f"r{next(_COUNTER)}", session, base, greedy, 4), events.append)
     if stored_ids:
@@ -511,7 +518,7 @@ def ttft(args) -> None:
             t20_text.append(first_token_ms(client, tok, 20, stored_ids=False))
             t900_text.append(first_token_ms(client, tok, 900, stored_ids=False))
             # The same 900 tokens on a fresh session: nothing to reuse.
-            text = tok.decode(tok(" ".join([LINE] * 200)).input_ids[:900]) + " and then"
+            text = history_text(tok, 900) + " and then"
             session = f"h{next(_COUNTER)}"
             t900r.append(client.generate(Generate(
                 f"r{next(_COUNTER)}", session, text, Preset(name="greedy", method="greedy"),

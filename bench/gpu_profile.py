@@ -78,22 +78,6 @@ def matmuls() -> None:
         print(f"  {name:5s} {k}x{n}: " + " | ".join(cells))
 
 
-def step_ms(runner, history: int = 20, steps: int = 64) -> float:
-    """ms per one-token step with an argmax sync each, as the engine decodes."""
-    cache = runner.new_cache(capacity=history + steps + 1)
-    runner.forward(torch.zeros((1, history), dtype=torch.long, device=DEV), cache)
-    one = torch.zeros((1, 1), dtype=torch.long, device=DEV)
-    best = float("inf")
-    for _ in range(3):
-        cache.crop(history)
-        sync()
-        start = time.perf_counter()
-        for _ in range(steps):
-            one.fill_(int(runner.forward(one, cache).argmax()))
-        best = min(best, (time.perf_counter() - start) * 1000 / steps)
-    return best
-
-
 @torch.inference_mode()
 def steps(model) -> None:
     from gptterm.engine import precision
@@ -113,7 +97,7 @@ def steps(model) -> None:
     runners["fp32 graph, SDPA attention"].attend = sdpa_attention
     runners["fp32 eager"].graphs = False
     for name, runner in runners.items():
-        print(f"  {name:30s} {step_ms(runner):6.3f} ms"
+        print(f"  {name:30s} {precision.decode_ms(runner, steps=64):6.3f} ms"
               + (f"  (graph failed: {runner.graph_error})" if runner.graph_error else ""))
     from torch.profiler import ProfilerActivity, profile
 

@@ -266,17 +266,6 @@ class TextDelta:
     inspect: tuple[TokenInspect, ...] = ()
 
 
-def merge_deltas(first: TextDelta, then: TextDelta) -> TextDelta:
-    """One delta saying what `first` and then `then` say (the engine sends a burst of
-    tokens as one): folded by `Reply.apply`, the pair and the merge give the same reply."""
-    if then.replace:
-        return then
-    return TextDelta(first.request_id, first.text + then.text,
-                     first.token_ids + then.token_ids,
-                     first.alternatives + then.alternatives, first.replace, then.distribution,
-                     then.beams or first.beams, first.inspect + then.inspect)
-
-
 DoneReason = Literal["eos", "length", "stop", "cancelled"]
 
 

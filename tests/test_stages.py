@@ -250,7 +250,7 @@ def test_a_replace_at_a_stop_string_keeps_the_stages_of_the_kept_tokens():
     """The stop string arrives after its first half was shown: the replace event redoes
     the reply, with the stages of exactly the tokens kept."""
     events: list = []
-    sink = TextSink("r", _Detok("abXYc"), ("bX",), events.append)
+    sink = TextSink("r", _Detok("abXYc"), ("bX",), events.append, frame=0.0)  # each at once
     marks = [TokenInspect(i, ()) for i in range(5)]
     for token in range(4):
         sink.push(token, inspect=marks[token])

@@ -14,6 +14,7 @@ strings and cancel, and emits protocol events. Beam search yields whole hypothes
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any, Callable, Iterator
@@ -25,7 +26,6 @@ from gptterm.engine.cache import SessionCaches
 from gptterm.engine.context import context_ids, window_sha
 from gptterm.engine.decode import Decoder
 from gptterm.engine.detokenize import IncrementalDecoder, token_text
-from gptterm.engine.pacing import Paced
 from gptterm.engine.stages import capture, inspected
 from gptterm.presets import Preset
 from gptterm.protocol import (STEP_METHODS, BeamView, Candidates, Done, Event, Generate,
@@ -85,19 +85,33 @@ def sample_tokens(dec: Decoder, logits: torch.Tensor, *, preset: Preset, prompt_
             logits = dec.advance(token)
 
 
+FRAME = 1 / 60  # seconds: a reply's text goes out at most this often (see TextSink)
+
+
 class TextSink:
-    """Turns generated ids into TextDelta events, holding back a possible stop string.
+    """Turns generated ids into TextDelta events, holding back a possible stop string, at
+    most one event a `frame`.
 
     At a stop string the reply keeps only the tokens whose text ends before it, so the
     stored ids and text say the same thing (the next turn's context is built from them).
+
+    While tokens come faster than `frame`, their text waits and the next delta due carries
+    it all: every event wakes the reader's thread (the UI's, the CLI's), and on
+    shakespeare-mini, a millisecond a token, one event per token cost 11% of the speed; a
+    screen shows nothing faster anyway. The first token goes out at once (time to first
+    token is unchanged), tokens slower than a frame each go out as they come, and a stop
+    or `finish` sends what waits.
     """
 
     def __init__(self, request_id: str, detok: IncrementalDecoder, stops: tuple[str, ...],
-                 emit: Callable[[Event], None]):
+                 emit: Callable[[Event], None], frame: float = FRAME,
+                 clock: Callable[[], float] = time.perf_counter):
         self.request_id = request_id
         self.detok = detok
         self.stops = stops
         self.emit = emit
+        self.frame, self.clock = frame, clock
+        self.sent_at = -math.inf  # when the last delta went out
         self.text = ""  # all reply text decoded so far
         self.sent = 0  # characters of `text` already emitted
         self.ids: list[int] = []  # every token pushed
@@ -109,7 +123,7 @@ class TextSink:
 
     @property
     def n_tokens(self) -> int:
-        """Tokens in the reply (after a stop: the ones kept)."""
+        """Tokens in the reply (after a stop: the ones kept), once finished."""
         return self.sent_ids
 
     def push(self, token: int, alternatives: tuple = (),
@@ -124,11 +138,12 @@ class TextSink:
         self._take()
 
     def finish(self) -> None:
+        """Send everything left (the decoder's last bytes too)."""
         if not self.stopped:
             self.text += self.detok.flush()
             if self.ends:
                 self.ends[-1] = len(self.text)
-            self._emit(len(self.text), len(self.ids))
+            self._emit(len(self.text), len(self.ids), now=True)
 
     def _take(self) -> None:
         found = min((f for f in (self.text.find(s, max(0, self.sent - len(s)))
@@ -145,12 +160,18 @@ class TextSink:
                                     inspect=tuple(self.insp[:keep])))
                 self.sent, self.sent_ids = end, keep
             else:
-                self._emit(end, keep)
+                self._emit(end, keep, now=True)
             return
         self._emit(len(self.text) - _held_back(self.text, self.stops), len(self.ids))
 
-    def _emit(self, end: int, n_ids: int) -> None:
+    def _emit(self, end: int, n_ids: int, now: bool = False) -> None:
+        """Send text up to `end` and ids up to `n_ids` not sent yet; unless `now`, only
+        when a frame has passed since the last delta (else they wait for the next)."""
         if end > self.sent or n_ids > self.sent_ids:
+            at = self.clock()
+            if not now and at - self.sent_at < self.frame:
+                return
+            self.sent_at = at
             self.emit(TextDelta(self.request_id, self.text[self.sent:end],
                                 tuple(self.ids[self.sent_ids:n_ids]),
                                 tuple(self.alts[self.sent_ids:n_ids]),
@@ -176,18 +197,8 @@ def run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
 
     In step mode each token first emits Candidates and waits on `wait_pick` (the engine
     serves other commands meanwhile); a cancel while it waits ends the reply before that
-    token. TextDeltas go out at most once a frame (`pacing.Paced`).
+    token. Text goes out at most once a frame (`TextSink`).
     """
-    paced = Paced(emit)
-    try:
-        _run_generation(lm, caches, command, seed, cancel, paced, wait_pick)
-    finally:
-        paced.flush()  # a failure mid-reply still sends the text that waits
-
-
-def _run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int,
-                    cancel: threading.Event, emit: Callable[[Event], None],
-                    wait_pick: Callable[[], int | None] | None) -> None:
     t0 = time.perf_counter()
     preset = command.preset
     check_steps(command, lm.model.config.vocab_size)
@@ -254,7 +265,7 @@ def _run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int
                                         inspect_top_k=command.inspect_top_k,
                                         on_stages=note_stages, tokenizer=tokenizer)
         else:
-            choose = step_chooser(tokenizer, command.request_id, emit, wait_pick) \
+            choose = step_chooser(text_of, command.request_id, emit, wait_pick) \
                 if command.step_mode and wait_pick is not None else None
             tokens = sample_tokens(dec, logits, preset=preset, prompt_ids=ids,
                                    max_new_tokens=max_new, eos_token_id=lm.eos_token_id,
@@ -262,25 +273,30 @@ def _run_generation(lm: Any, caches: SessionCaches, command: Generate, seed: int
                                    on_alternatives=note_alternatives,
                                    on_stages=note_stages, tokenizer=tokenizer,
                                    forced=dict(command.forced_tokens), choose=choose)
-        sink = TextSink(command.request_id, detok, tuple(preset.stop), emit)
-        for token in tokens:
-            ttft = ttft or time.perf_counter() - t0
-            if command.step_mode and cancel.is_set():  # stopped while it waited for a pick
-                reason = "cancelled"
-                break
-            if token == lm.eos_token_id:
-                reason = "eos"
-                break
-            sink.push(token, alternatives[0] if alternatives else (),
-                      inspected(token, stages, text_of) if stages else None)
-            if sink.stopped:
-                reason = "stop"
-                break
-            if cancel.is_set():
-                reason = "cancelled"
-                break
-        tokens.close()
-        sink.finish()
+        # A stepped reply waits on a person at every token: each goes out before the next
+        # Candidates.
+        sink = TextSink(command.request_id, detok, tuple(preset.stop), emit,
+                        frame=0.0 if command.step_mode else FRAME)
+        try:
+            for token in tokens:
+                ttft = ttft or time.perf_counter() - t0
+                if command.step_mode and cancel.is_set():  # stopped while it waited for a pick
+                    reason = "cancelled"
+                    break
+                if token == lm.eos_token_id:
+                    reason = "eos"
+                    break
+                sink.push(token, alternatives[0] if alternatives else (),
+                          inspected(token, stages, text_of) if stages else None)
+                if sink.stopped:
+                    reason = "stop"
+                    break
+                if cancel.is_set():
+                    reason = "cancelled"
+                    break
+        finally:  # a failure mid-reply still sends the text that waits
+            tokens.close()
+            sink.finish()
         n_tokens = sink.n_tokens
     # The window at the end: from where it starts now (sliding may have moved it) to the
     # end of the reply. Not len(entry.ids): the cache lacks the last token until the next
@@ -301,11 +317,12 @@ def check_steps(command: Generate, vocab_size: int) -> None:
                              f"position >= 0 and an id below the vocabulary size {vocab_size}")
 
 
-def step_chooser(tokenizer: Any, request_id: str, emit: Callable[[Event], None],
-                 wait_pick: Callable[[], int | None]) -> Callable[[int, int, torch.Tensor], int]:
+def step_chooser(text_of: Callable[[int], str], request_id: str,
+                 emit: Callable[[Event], None], wait_pick: Callable[[], int | None]
+                 ) -> Callable[[int, int, torch.Tensor], int]:
     """Step mode's `choose` for `sample_tokens`: emit the final distribution's top tokens
-    and the draw as Candidates (the draw last when it is not among them, so its text is
-    known), then take the Pick (None: the draw)."""
+    (their texts by `text_of`, the reply's cache) and the draw as Candidates (the draw last
+    when it is not among them, so its text is known), then take the Pick (None: the draw)."""
 
     def choose(position: int, drawn: int, scores: torch.Tensor) -> int:
         probs = torch.softmax(scores.float(), dim=-1)
@@ -313,7 +330,7 @@ def step_chooser(tokenizer: Any, request_id: str, emit: Callable[[Event], None],
         if drawn not in top:
             top.append(drawn)
         emit(Candidates(request_id, position, drawn, tuple(
-            (i, token_text(tokenizer, i), probs[i].item()) for i in top)))
+            (i, text_of(i), probs[i].item()) for i in top)))
         picked = wait_pick()
         if picked is None:
             return drawn

@@ -160,17 +160,26 @@ def logit_bias(biases: dict[int, float]) -> Step:
     """Add each token's bias to its score; a -inf bias bans the token (transformers
     `SequenceBiasLogitsProcessor` for single tokens, `NoBadWordsLogitsProcessor` for bans).
     Ids the output layer cannot produce are ignored, as llama.cpp does."""
+    made: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # built once, not per token
+
+    def tensors(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(bias to add, banned mask) over the vocabulary of `logits`."""
+        key = (logits.shape[-1], logits.dtype, logits.device)
+        if key not in made:
+            vocab = logits.shape[-1]
+            add = torch.zeros(vocab, dtype=logits.dtype, device=logits.device)
+            banned = torch.zeros(vocab, dtype=torch.bool, device=logits.device)
+            for token, bias in biases.items():
+                if 0 <= token < vocab:
+                    if bias == _NEG_INF:
+                        banned[token] = True
+                    else:
+                        add[token] += bias
+            made[key] = add, banned
+        return made[key]
 
     def step(history: torch.LongTensor, logits: torch.FloatTensor) -> torch.FloatTensor:
-        vocab = logits.shape[-1]
-        add = torch.zeros(vocab, dtype=logits.dtype, device=logits.device)
-        banned = torch.zeros(vocab, dtype=torch.bool, device=logits.device)
-        for token, bias in biases.items():
-            if 0 <= token < vocab:
-                if bias == _NEG_INF:
-                    banned[token] = True
-                else:
-                    add[token] += bias
+        add, banned = tensors(logits)
         # Bans by masking, not adding: -inf + a +inf score would be nan.
         return (logits + add).masked_fill(banned, _NEG_INF)
 
